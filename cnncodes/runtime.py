@@ -1,0 +1,167 @@
+"""The only onnxruntime importer: execution-provider choice, sessions, running named outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnxruntime as ort
+
+from .errors import CnnCodesError, ProviderFallbackWarning
+
+__all__ = ["DEVICES", "ProviderChoice", "choose_provider", "Session", "onnxruntime_version"]
+
+logger = logging.getLogger("cnncodes")
+
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+_PROVIDERS = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+_AUTO_ORDER = ("tensorrt", "cuda", "cpu")
+_OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def onnxruntime_version() -> str:
+    """The installed onnxruntime version."""
+    return str(ort.__version__)
+
+
+@dataclass
+class ProviderChoice:
+    """Which execution provider runs, and why the ones before it were passed over."""
+
+    provider: str  # e.g. "CPUExecutionProvider"
+    device: str  # "cpu", "cuda" or "tensorrt"
+    passed_over: dict[str, str] = field(default_factory=dict)  # provider -> reason
+
+    def describe(self) -> str:
+        """One line: what runs, and why the others do not."""
+        line = f"onnxruntime {onnxruntime_version()}: running on {self.provider}"
+        if self.passed_over:
+            reasons = "; ".join(f"{name}: {why}" for name, why in self.passed_over.items())
+            line += f" ({reasons})"
+        return line
+
+
+def _session_options(n_threads: int | None, optimization: str) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = _OPTIMIZATION_LEVELS[optimization]
+    options.log_severity_level = 3
+    if n_threads:
+        options.intra_op_num_threads = n_threads
+    return options
+
+
+def _try_provider(model: bytes, device: str, options: ort.SessionOptions) -> tuple[ort.InferenceSession | None, str]:
+    """Open a session on ``device``; return it only if that provider really initialized."""
+    provider = _PROVIDERS[device]
+    if provider not in ort.get_available_providers():
+        return None, "not in this onnxruntime build"
+    chatter = io.StringIO()  # onnxruntime prints its fallback notice on stdout
+    try:
+        with contextlib.redirect_stdout(chatter):
+            session = ort.InferenceSession(model, sess_options=options, providers=[provider, _PROVIDERS["cpu"]])
+    except (RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail) as error:  # type: ignore[attr-defined]
+        return None, f"failed to initialize ({str(error).splitlines()[0][:120]})"
+    if session.get_providers()[0] == provider:
+        return session, ""
+    detail = next((line for line in chatter.getvalue().splitlines() if "Please install" in line), "")
+    if detail:
+        detail = detail[detail.find("Please install"):].split(",")[0]
+        return None, f"failed to initialize ({detail})"
+    return None, "failed to initialize (no usable GPU or CUDA libraries)"
+
+
+def choose_provider(
+    model: bytes, device: str = "auto", *, n_threads: int | None = None, optimization: str = "all"
+) -> tuple[ort.InferenceSession, ProviderChoice]:
+    """Open an inference session on the best provider that really works.
+
+    ``"auto"`` tries TensorRT, then CUDA, then the CPU, keeping a provider only if a
+    session initializes with it. An explicit GPU device that does not initialize
+    falls back to the CPU with a :class:`ProviderFallbackWarning` naming both.
+
+    Parameters
+    ----------
+    model : bytes
+        A serialized ONNX model.
+    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+    n_threads : int or None, default=None
+        Intra-op threads; None lets onnxruntime use every core.
+    optimization : {"disable", "basic", "extended", "all"}, default="all"
+        onnxruntime graph optimization level.
+
+    Returns
+    -------
+    session : onnxruntime.InferenceSession
+    choice : ProviderChoice
+    """
+    if device not in DEVICES:
+        message = f"The 'device' parameter must be one of {', '.join(map(repr, DEVICES))}. Got {device!r} instead."
+        raise CnnCodesError(message)
+    if optimization not in _OPTIMIZATION_LEVELS:
+        message = (
+            f"The 'optimization' parameter must be one of {', '.join(map(repr, _OPTIMIZATION_LEVELS))}. "
+            f"Got {optimization!r} instead."
+        )
+        raise CnnCodesError(message)
+    options = _session_options(n_threads, optimization)
+    order = _AUTO_ORDER if device == "auto" else (device, "cpu")
+    passed_over: dict[str, str] = {}
+    for candidate in order:
+        if candidate == "cpu":
+            break
+        session, reason = _try_provider(model, candidate, options)
+        if session is not None:
+            return session, ProviderChoice(_PROVIDERS[candidate], candidate, passed_over)
+        passed_over[_PROVIDERS[candidate]] = reason
+    if device in ("cuda", "tensorrt"):
+        message = (
+            f"{_PROVIDERS[device]} requested but {passed_over[_PROVIDERS[device]]}; using CPUExecutionProvider"
+        )
+        warnings.warn(message, ProviderFallbackWarning, stacklevel=2)
+    session = ort.InferenceSession(model, sess_options=options, providers=[_PROVIDERS["cpu"]])
+    return session, ProviderChoice(_PROVIDERS["cpu"], "cpu", passed_over)
+
+
+class Session:
+    """One onnxruntime session on a prepared model: uint8 pixels in, named tensors out.
+
+    Parameters
+    ----------
+    model : bytes
+        A model from :func:`cnncodes.taps.prepare_model`.
+    device : str, default="auto"
+    n_threads : int or None, default=None
+    optimization : str, default="all"
+    """
+
+    def __init__(self, model: bytes, device: str = "auto", *, n_threads: int | None = None, optimization: str = "all") -> None:
+        self._session, self.choice = choose_provider(model, device, n_threads=n_threads, optimization=optimization)
+        self.input_name = self._session.get_inputs()[0].name
+        self.output_names = [output.name for output in self._session.get_outputs()]
+        self._use_binding = self.choice.device != "cpu"
+
+    def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a uint8 (N, H, W, 3) batch; return every output by name."""
+        if self._use_binding:  # keep the input copy to the device explicit, outputs back on host
+            binding = self._session.io_binding()
+            binding.bind_cpu_input(self.input_name, np.ascontiguousarray(pixels))
+            for name in self.output_names:
+                binding.bind_output(name, "cpu")
+            self._session.run_with_iobinding(binding)
+            results = binding.copy_outputs_to_cpu()
+        else:
+            results = self._session.run(self.output_names, {self.input_name: pixels})
+        return dict(zip(self.output_names, results))
