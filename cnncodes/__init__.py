@@ -5,6 +5,18 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .backbones import BackboneSpec, TapSpec, get_backbone, list_backbones, models_dir
+from .cache import (
+    CodeCache,
+    CodesFile,
+    cache_info,
+    compact_cache,
+    default_cache_dir,
+    read_codes_file,
+    remove_cache,
+    verify_cache,
+    write_codes_file,
+)
+from .datasets import Dataset, load_dataset
 from .errors import (
     CacheFormatError,
     CnnCodesError,
@@ -20,6 +32,10 @@ from .errors import (
     WeightsFormatError,
 )
 from .export import EXPORTABLE
+from .extract import ExtractionOptions, ExtractionResult, Extractor, extract
+from .images import VIEWS
+from .pooling import COMBINES, NORMALIZATIONS, POOLINGS
+from .runtime import DEVICES
 from .weights import load_state_dict
 from .zoo import ensure_model_file, export_model, fetch_model, list_layers, list_models
 
@@ -42,6 +58,26 @@ __all__ = [
     "export_model",
     "EXPORTABLE",
     "load_state_dict",
+    "extract",
+    "VIEWS",
+    "COMBINES",
+    "NORMALIZATIONS",
+    "POOLINGS",
+    "DEVICES",
+    "Extractor",
+    "ExtractionOptions",
+    "ExtractionResult",
+    "load_dataset",
+    "Dataset",
+    "CodeCache",
+    "CodesFile",
+    "default_cache_dir",
+    "read_codes_file",
+    "write_codes_file",
+    "cache_info",
+    "verify_cache",
+    "compact_cache",
+    "remove_cache",
     "CnnCodesError",
     "UnknownBackboneError",
     "UnknownLayerError",

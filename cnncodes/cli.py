@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
@@ -39,6 +40,52 @@ def _library_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__name__ = function.__name__
     wrapper.__doc__ = function.__doc__
     return wrapper
+
+
+def _default(function: Callable[..., Any], parameter: str) -> Any:
+    """The library's default of ``parameter``: defaults are defined once, in the library."""
+    return inspect.signature(function).parameters[parameter].default
+
+
+_EXIT_SOME_FAILED = 3  # the run finished, but some inputs have no codes
+
+
+def backbone_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that choose the codes: backbone, layers, pooling, views, normalization."""
+    decorators = [
+        click.option("--model", "-m", default=_default(cnncodes.extract, "model"), show_default=True,
+                     help="Zoo backbone (cnncodes models) or path of an .onnx file."),
+        click.option("--layer", "-l", "layers", multiple=True,
+                     help="Tap to use; repeat to concatenate several. [default: penultimate]"),
+        click.option("--pooling", type=click.Choice(cnncodes.POOLINGS), default=_default(cnncodes.extract, "pooling"), show_default=True),
+        click.option("--grid", type=click.IntRange(min=1), default=None, help="Pool on a GRID x GRID layout."),
+        click.option("--views", type=click.Choice(cnncodes.VIEWS), default=_default(cnncodes.extract, "views"), show_default=True),
+        click.option("--combine", type=click.Choice(cnncodes.COMBINES), default=_default(cnncodes.extract, "combine"), show_default=True),
+        click.option("--normalize", type=click.Choice(cnncodes.NORMALIZATIONS), default=_default(cnncodes.extract, "normalize"), show_default=True),
+        click.option("--dtype", type=click.Choice(["float32", "float16"]), default=_default(cnncodes.extract, "dtype"), show_default=True,
+                     help="Storage precision in the cache."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Options that change how extraction runs, not the codes."""
+    decorators = [
+        click.option("--batch-size", type=click.IntRange(min=1), default=_default(cnncodes.extract, "batch_size"), show_default=True),
+        click.option("--device", type=click.Choice(cnncodes.DEVICES), default=_default(cnncodes.extract, "device"), show_default=True),
+        click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Cache folder. [default: $CNNCODES_CACHE or the user cache folder]"),
+        click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def _cache_argument(cache_dir: Path | None, no_cache: bool) -> Any:
+    return False if no_cache else (cache_dir if cache_dir is not None else True)
 
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -143,3 +190,144 @@ def export(name: str, weights: str, output: Path | None) -> None:
     """
     path, card = cnncodes.export_model(name, weights=weights, path=output)
     click.echo(f"{name}: {path} (taps: {', '.join(t['name'] for t in card['taps'])})")
+
+
+@cli.command()
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Codes file (HDF5) to write.")
+@backbone_options
+@run_options
+@click.option("--strict", is_flag=True, help="Stop at the first bad image.")
+@json_option
+@click.pass_context
+@_library_errors
+def extract(context: click.Context, data: tuple[Path, ...], output: Path | None, model: str, layers: tuple[str, ...],
+            pooling: str, grid: int | None, views: str, combine: str, normalize: str, dtype: str, batch_size: int,
+            device: str, cache_dir: Path | None, no_cache: bool, strict: bool, as_json: bool) -> None:
+    """Turn images into CNN codes (cached), optionally writing a codes file.
+
+    DATA is a folder (one subfolder per class gives labels), a CSV of path[,label]
+    rows, or image files and folders. Exit code 3 means some images failed.
+
+    \b
+    Example:
+        cnncodes extract photos/ -o codes.h5
+        cnncodes extract photos/ -o codes.h5 --layer stage4 --layer penultimate --views flip
+    """
+    result = cnncodes.extract(
+        data[0] if len(data) == 1 else list(data), model=model, layer=list(layers) or _default(cnncodes.extract, "layer"),
+        pooling=pooling, grid=grid, views=views, combine=combine, normalize=normalize, dtype=dtype,
+        cache=_cache_argument(cache_dir, no_cache), batch_size=batch_size, device=device,
+        on_error="raise" if strict else "skip", progress=None if not as_json else False, output=output,
+    )
+    for path, reason in result.failures:
+        click.echo(f"failed: {path}: {reason}", err=True)
+    click.echo(result.summary(), err=as_json)
+    if as_json:
+        _emit_json({"images": result.n_images, "from_cache": result.n_from_cache, "failed": result.n_failed,
+                    "n_features": int(result.codes.shape[1]), "output": str(output) if output else None,
+                    "failures": [list(f) for f in result.failures]})
+    if result.failures:
+        context.exit(_EXIT_SOME_FAILED)
+
+
+def _cache_root_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Cache folder. [default: $CNNCODES_CACHE or the user cache folder]")(function)
+
+
+@cli.group()
+def cache() -> None:
+    """Inspect and manage the code cache (feature sets of HDF5 shards)."""
+
+
+@cache.command("ls")
+@_cache_root_option
+@json_option
+@_library_errors
+def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
+    """List feature sets: fingerprint, model, layer, codes, size.
+
+    \b
+    Example:
+        cnncodes cache ls
+    """
+    infos = cnncodes.cache_info(cache_dir)
+    if as_json:
+        _emit_json([{"fingerprint": i.fingerprint, "path": str(i.path), "n_codes": i.n_codes, "n_shards": i.n_shards,
+                     "n_bytes": i.n_bytes, "n_features": i.n_features, "spec": i.spec} for i in infos])
+        return
+    click.echo(_table(["fingerprint", "model", "layer", "features", "codes", "shards", "MB"], [
+        [i.fingerprint[:12], i.spec.get("model"), i.spec.get("tap"), i.n_features, i.n_codes, i.n_shards,
+         f"{i.n_bytes / 1e6:.1f}"] for i in infos]))
+
+
+@cache.command("info")
+@click.argument("fingerprint", default="")
+@_cache_root_option
+@_library_errors
+def cache_info(fingerprint: str, cache_dir: Path | None) -> None:
+    """Show the full spec, counts and size of feature sets (all, or FINGERPRINT prefix).
+
+    \b
+    Example:
+        cnncodes cache info 3fa2
+    """
+    for info in cnncodes.cache_info(cache_dir, fingerprint):
+        click.echo(f"{info.fingerprint}\n  path: {info.path}\n  codes: {info.n_codes} x {info.n_features}"
+                   f"  shards: {info.n_shards}  bytes: {info.n_bytes}\n  spec: {json.dumps(info.spec, sort_keys=True)}")
+
+
+@cache.command("verify")
+@click.argument("fingerprint", default="")
+@_cache_root_option
+@click.pass_context
+@_library_errors
+def cache_verify(context: click.Context, fingerprint: str, cache_dir: Path | None) -> None:
+    """Read every shard and report damage (exit code 3 if any).
+
+    \b
+    Example:
+        cnncodes cache verify
+    """
+    report = cnncodes.verify_cache(cache_dir, fingerprint)
+    damaged = [d for damages in report.values() for d in damages]
+    for damage in damaged:
+        click.echo(f"damaged: {damage.path}: {damage.reason}")
+    click.echo(f"{len(report)} feature sets verified, {len(damaged)} damaged shards")
+    if damaged:
+        context.exit(_EXIT_SOME_FAILED)
+
+
+@cache.command("compact")
+@click.argument("fingerprint", default="")
+@_cache_root_option
+@_library_errors
+def cache_compact(fingerprint: str, cache_dir: Path | None) -> None:
+    """Merge the shards of each feature set into one, atomically.
+
+    \b
+    Example:
+        cnncodes cache compact
+    """
+    for name, (before, n_codes) in cnncodes.compact_cache(cache_dir, fingerprint).items():
+        click.echo(f"{name[:12]}: {before} shards -> 1 ({n_codes} codes)")
+
+
+@cache.command("rm")
+@click.argument("fingerprint", required=False)
+@click.option("--all", "remove_all", is_flag=True, help="Remove every feature set.")
+@_cache_root_option
+@_library_errors
+def cache_rm(fingerprint: str | None, remove_all: bool, cache_dir: Path | None) -> None:
+    """Delete feature sets by FINGERPRINT prefix (or --all).
+
+    \b
+    Example:
+        cnncodes cache rm 3fa2
+    """
+    if not fingerprint and not remove_all:
+        raise click.UsageError("give a FINGERPRINT prefix or --all")
+    removed = cnncodes.remove_cache(cache_dir, "" if remove_all else fingerprint or "")
+    click.echo(f"removed {len(removed)} feature sets ({sum(i.n_bytes for i in removed) / 1e6:.1f} MB)")

@@ -5,8 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import re
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -63,24 +68,50 @@ def _session_options(n_threads: int | None, optimization: str) -> ort.SessionOpt
     return options
 
 
+@contextlib.contextmanager
+def _captured_output() -> Iterator[io.StringIO]:
+    """Capture what onnxruntime writes while probing a provider: Python prints and C-level stderr."""
+    text = io.StringIO()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(text):
+                yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text.write(sink.read().decode(errors="replace"))
+
+
+def _failure_reason(log: str) -> str:
+    """The most telling line of onnxruntime's provider-loading chatter."""
+    missing = re.search(r"error: (\S+\.so[.\d]*): cannot open shared object file", log)
+    if missing:
+        return f"failed to initialize ({missing.group(1)} not found)"
+    install = re.search(r"Please install [^,.]*", log)
+    if install:
+        return f"failed to initialize ({install.group(0)})"
+    return "failed to initialize (no usable GPU or driver)"
+
+
 def _try_provider(model: bytes, device: str, options: ort.SessionOptions) -> tuple[ort.InferenceSession | None, str]:
     """Open a session on ``device``; return it only if that provider really initialized."""
     provider = _PROVIDERS[device]
     if provider not in ort.get_available_providers():
         return None, "not in this onnxruntime build"
-    chatter = io.StringIO()  # onnxruntime prints its fallback notice on stdout
-    try:
-        with contextlib.redirect_stdout(chatter):
+    session: ort.InferenceSession | None = None
+    error_text = ""
+    with _captured_output() as log:
+        try:
             session = ort.InferenceSession(model, sess_options=options, providers=[provider, _PROVIDERS["cpu"]])
-    except (RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail) as error:  # type: ignore[attr-defined]
-        return None, f"failed to initialize ({str(error).splitlines()[0][:120]})"
-    if session.get_providers()[0] == provider:
+        except (RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail) as error:  # type: ignore[attr-defined]
+            error_text = str(error)
+    if session is not None and session.get_providers()[0] == provider:
         return session, ""
-    detail = next((line for line in chatter.getvalue().splitlines() if "Please install" in line), "")
-    if detail:
-        detail = detail[detail.find("Please install"):].split(",")[0]
-        return None, f"failed to initialize ({detail})"
-    return None, "failed to initialize (no usable GPU or CUDA libraries)"
+    return None, _failure_reason(log.getvalue() + error_text)
 
 
 def choose_provider(

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .errors import ModelFileError, UnknownLayerError
 
-__all__ = ["TensorInfo", "list_tensors", "prepare_model", "PIXELS_INPUT"]
+__all__ = ["TensorInfo", "list_tensors", "graph_input", "prepare_model", "PIXELS_INPUT"]
 
 PIXELS_INPUT = "pixels"  # uint8 (N, H, W, 3) input of every prepared model
 
@@ -89,6 +89,19 @@ def list_tensors(path: Path | str) -> list[TensorInfo]:
                 tensors.append(TensorInfo(name, shape, node.op_type))
                 seen.add(name)
     return tensors
+
+
+def graph_input(path: Path | str) -> tuple[str, int]:
+    """Name and square size of the first non-initializer graph input (224 if symbolic)."""
+    model = _load(path)
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = [value for value in model.graph.input if value.name not in initializers]
+    if not inputs:
+        message = f"{path}: the graph has no input"
+        raise ModelFileError(message)
+    shape = _dims(inputs[0])
+    size = shape[-1] if len(shape) == 4 and isinstance(shape[-1], int) and shape[-1] > 0 else 224
+    return inputs[0].name, int(size)
 
 
 def _preprocessing_nodes(

@@ -8,16 +8,16 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .backbones import BackboneSpec, get_backbone, lite_weights_path, list_backbones, models_dir
+from .backbones import BackboneSpec, TapSpec, get_backbone, lite_weights_path, list_backbones, models_dir
 from .build_lite import build_lite_model, save_model
 from .download import download_file
 from .errors import DownloadError, ModelFileError
 from .export import export_torchvision
 from .fingerprint import sha256_file
-from .taps import list_tensors
+from .taps import graph_input, list_tensors
 from .weights import load_state_dict
 
-__all__ = ["ensure_model_file", "fetch_model", "export_model", "LayerRow", "list_layers", "ModelRow", "list_models"]
+__all__ = ["resolve_backbone", "ensure_model_file", "fetch_model", "export_model", "LayerRow", "list_layers", "ModelRow", "list_models"]
 
 logger = logging.getLogger("cnncodes")
 
@@ -28,6 +28,47 @@ def _build_lite(spec: BackboneSpec) -> Path:
     model = build_lite_model(load_state_dict(weights), spec.input_size, source=str(weights))
     save_model(model, spec.onnx_path)
     return spec.onnx_path
+
+
+_IMAGENET_MEAN = (123.675, 116.28, 103.53)
+_IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def resolve_backbone(model: str | Path) -> BackboneSpec:
+    """A zoo backbone by name, or an ad-hoc spec for the path of any ``.onnx`` file.
+
+    An ONNX file gets torchvision-style preprocessing (224 px, crop 0.875, bilinear,
+    ImageNet mean and std, RGB) and one tap per float tensor, named as the tensor;
+    its first graph input must take float NCHW images.
+
+    Raises
+    ------
+    UnknownBackboneError
+        If ``model`` is neither a zoo name nor an existing ``.onnx`` file.
+    """
+    if str(model).endswith(".onnx") and Path(model).is_file():
+        path = Path(model).resolve()
+        tensors = list_tensors(path)
+        taps = tuple(
+            TapSpec(t.name, t.name, t.n_features or 0, None,
+                    t.shape[2] if len(t.shape) == 4 and isinstance(t.shape[2], int) else None, False)
+            for t in tensors
+        )
+        input_name, input_size = graph_input(path)
+        default = tensors[-1].name if tensors else ""
+        spec = BackboneSpec(
+            name=str(model), architecture="onnx", source="file", license="unknown", input_size=input_size,
+            crop_fraction=0.875, interpolation="bilinear", mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
+            color_order="RGB", input_name=input_name, onnx_file=path.name, taps=taps, default_tap=default,
+        )
+        object.__setattr__(spec, "extra", {"onnx_path": str(path)})
+        return spec
+    return get_backbone(str(model))
+
+
+def model_file_path(spec: BackboneSpec) -> Path:
+    """The ONNX file of ``spec``: the given file for ad-hoc specs, else in the model directory."""
+    return Path(spec.extra["onnx_path"]) if "onnx_path" in spec.extra else spec.onnx_path
 
 
 def fetch_model(name: str, *, progress: bool = True) -> Path:
@@ -70,6 +111,8 @@ def ensure_model_file(spec: BackboneSpec) -> Path:
         If the file is missing and cannot be made here (a torchvision model that
         was not exported yet), or if its sha256 differs from the card's.
     """
+    if "onnx_path" in spec.extra:
+        return model_file_path(spec)
     if not spec.is_present():
         if spec.source == "pypi-lite":
             return _build_lite(spec)

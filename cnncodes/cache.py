@@ -1,0 +1,442 @@
+"""The only h5py importer: the content-addressed code cache (feature sets of immutable shards) and codes files.
+
+Cache layout (schema version 1)::
+
+    <root>/<fingerprint[:20]>/spec.json        the feature-set spec, human-readable
+    <root>/<fingerprint[:20]>/shards/*.h5      immutable shards: /keys (N,) S64, /codes (N, D)
+
+A writer fills ``.tmp-*.h5`` and renames it into place when complete, so readers never
+see half a file, a crash loses only the shard in flight, and any number of processes
+can write into one feature set. Duplicate keys across shards are harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import h5py
+import numpy as np
+
+from .errors import CacheFormatError
+from .fingerprint import canonical_json, spec_fingerprint
+
+__all__ = [
+    "SHARD_FORMAT",
+    "CODES_FORMAT",
+    "FORMAT_VERSION",
+    "default_cache_dir",
+    "CodeCache",
+    "FeatureSet",
+    "FeatureSetInfo",
+    "ShardDamage",
+    "CodesFile",
+    "write_codes_file",
+    "read_codes_file",
+    "cache_info",
+    "verify_cache",
+    "compact_cache",
+    "remove_cache",
+]
+
+SHARD_FORMAT = "cnncodes-shard"
+CODES_FORMAT = "cnncodes-codes"
+FORMAT_VERSION = 1
+_FOLDER_DIGITS = 20
+_TEMP_PREFIX = ".tmp-"
+
+
+def default_cache_dir() -> Path:
+    """``CNNCODES_CACHE`` if set, else the user cache folder (``$XDG_CACHE_HOME/cnncodes``)."""
+    override = os.environ.get("CNNCODES_CACHE")
+    if override:
+        return Path(override).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "cnncodes"
+
+
+def _check_version(handle: h5py.File, expected_format: str, path: Path) -> None:
+    found_format = handle.attrs.get("format")
+    if isinstance(found_format, bytes):
+        found_format = found_format.decode()
+    if found_format != expected_format:
+        message = f"{path}: not a {expected_format} file (format attribute {found_format!r})"
+        raise CacheFormatError(message)
+    version = int(handle.attrs.get("format_version", 0))
+    if version > FORMAT_VERSION:
+        message = f"{path}: format version {version} is newer than this cnncodes supports ({FORMAT_VERSION}); upgrade cnncodes"
+        raise CacheFormatError(message)
+
+
+def _atomic_h5(final_path: Path) -> tuple[Path, h5py.File]:
+    """Open a private temporary HDF5 file beside ``final_path``."""
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final_path.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}.h5"
+    return temporary, h5py.File(temporary, "w")
+
+
+def _commit(temporary: Path, final_path: Path) -> None:
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, final_path)
+
+
+@dataclass
+class ShardDamage:
+    """A shard that ``verify`` could not read."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class FeatureSetInfo:
+    """Summary of one feature set for ``cnncodes cache ls / info``."""
+
+    fingerprint: str
+    path: Path
+    spec: dict[str, Any]
+    n_codes: int  # unique keys
+    n_shards: int
+    n_bytes: int
+    n_features: int | None
+
+
+class FeatureSet:
+    """Codes of one feature set: lookup by key, append in immutable shards.
+
+    Use :meth:`CodeCache.feature_set` to get one.
+    """
+
+    def __init__(self, root: Path, spec: dict[str, Any], shard_size: int = 512) -> None:
+        self.spec = spec
+        self.fingerprint = spec_fingerprint(spec)
+        self.path = root / self.fingerprint[:_FOLDER_DIGITS]
+        self.shards_dir = self.path / "shards"
+        self.shard_size = shard_size
+        self._index: dict[bytes, tuple[Path, int]] = {}
+        self._scanned: set[Path] = set()
+        self._pending_keys: list[bytes] = []
+        self._pending_codes: list[np.ndarray] = []
+        self.skip_keys: set[str] = set()  # keys a running extraction knows are stored already
+
+    # -- reading -------------------------------------------------------------
+    def _shard_paths(self) -> list[Path]:
+        if not self.shards_dir.is_dir():
+            return []
+        return sorted(p for p in self.shards_dir.glob("*.h5") if not p.name.startswith(_TEMP_PREFIX))
+
+    def refresh(self) -> None:
+        """Index shards that appeared since the last look (other processes may write)."""
+        current = self._shard_paths()
+        gone = self._scanned - set(current)
+        if gone:  # compaction replaced shards: rebuild the index
+            self._index.clear()
+            self._scanned.clear()
+        for shard in current:
+            if shard in self._scanned:
+                continue
+            try:
+                with h5py.File(shard, "r") as handle:
+                    _check_version(handle, SHARD_FORMAT, shard)
+                    keys = handle["keys"][:]
+            except (OSError, KeyError, CacheFormatError) as error:
+                warnings.warn(f"{shard}: skipped unreadable shard ({error}); run 'cnncodes cache verify'", stacklevel=2)
+                self._scanned.add(shard)
+                continue
+            for row, key in enumerate(keys):
+                self._index.setdefault(bytes(key), (shard, row))
+            self._scanned.add(shard)
+
+    def contains(self, keys: Sequence[str]) -> np.ndarray:
+        """Boolean mask: which keys have codes here (written shards and pending rows)."""
+        self.refresh()
+        pending = set(self._pending_keys)
+        return np.array([k.encode() in self._index or k.encode() in pending for k in keys], dtype=bool)
+
+    def get(self, keys: Sequence[str]) -> np.ndarray:
+        """Codes for ``keys`` (all must be present), as float32 rows in the same order."""
+        self.flush()
+        self.refresh()
+        by_shard: dict[Path, list[tuple[int, int]]] = {}
+        for position, key in enumerate(keys):
+            try:
+                shard, row = self._index[key.encode()]
+            except KeyError as error:
+                message = f"{self.path}: no code for key {key}"
+                raise CacheFormatError(message) from error
+            by_shard.setdefault(shard, []).append((row, position))
+        out: np.ndarray | None = None
+        for shard, pairs in by_shard.items():
+            rows = np.array([row for row, _ in pairs])
+            positions = [position for _, position in pairs]
+            with h5py.File(shard, "r") as handle:
+                dataset = handle["codes"]
+                if out is None:
+                    out = np.empty((len(keys), dataset.shape[1]), np.float32)
+                if len(rows) * 4 >= dataset.shape[0]:  # most of the shard: one contiguous read
+                    out[positions] = dataset[:][rows]
+                else:  # h5py wants increasing, unique indices
+                    unique_rows, inverse = np.unique(rows, return_inverse=True)
+                    out[positions] = dataset[unique_rows][inverse]
+        if out is None:
+            return np.empty((0, self.n_features or 0), np.float32)
+        return out
+
+    @property
+    def n_features(self) -> int | None:
+        """Code length, once any shard exists."""
+        for shard in self._shard_paths():
+            try:
+                with h5py.File(shard, "r") as handle:
+                    return int(handle["codes"].shape[1])
+            except (OSError, KeyError):
+                continue
+        return None
+
+    # -- writing -------------------------------------------------------------
+    def _write_spec(self) -> None:
+        spec_path = self.path / "spec.json"
+        if spec_path.exists():
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"fingerprint": self.fingerprint, "format_version": FORMAT_VERSION, "spec": self.spec}, indent=2, sort_keys=True)
+        handle, temporary = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.path)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text + "\n")
+        os.replace(temporary, spec_path)
+
+    def add(self, keys: Sequence[str], codes: np.ndarray) -> None:
+        """Queue codes; a shard is written each time ``shard_size`` rows are pending."""
+        self._pending_keys.extend(k.encode() for k in keys)
+        self._pending_codes.append(np.asarray(codes))
+        if len(self._pending_keys) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write pending rows as one shard, atomically."""
+        if not self._pending_keys:
+            return
+        keys = np.array(self._pending_keys, dtype="S64")
+        codes = np.concatenate(self._pending_codes)
+        self._pending_keys, self._pending_codes = [], []
+        self._write_shard(keys, codes)
+
+    def _write_shard(self, keys: np.ndarray, codes: np.ndarray) -> Path:
+        self._write_spec()
+        dtype = np.float16 if self.spec.get("dtype") == "float16" else np.float32
+        final = self.shards_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}.h5"
+        temporary, handle = _atomic_h5(final)
+        try:
+            with handle:
+                handle.attrs["format"] = SHARD_FORMAT
+                handle.attrs["format_version"] = FORMAT_VERSION
+                handle.attrs["fingerprint"] = self.fingerprint
+                handle.create_dataset("keys", data=keys)
+                handle.create_dataset("codes", data=codes.astype(dtype))
+            _commit(temporary, final)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return final
+
+    def compact(self) -> tuple[int, int]:
+        """Merge every shard into one (duplicates dropped), atomically; return (shards before, codes)."""
+        self.flush()
+        shards = self._shard_paths()
+        if len(shards) <= 1:
+            return len(shards), len(self.keys())
+        self._index.clear()
+        self._scanned.clear()
+        self.refresh()
+        keys = sorted(self._index)
+        codes = self.get([k.decode() for k in keys])
+        self._write_shard(np.array(keys, dtype="S64"), codes)
+        for shard in shards:
+            shard.unlink(missing_ok=True)
+        self._index.clear()
+        self._scanned.clear()
+        return len(shards), len(keys)
+
+    def keys(self) -> list[str]:
+        """Every key with a code here."""
+        self.refresh()
+        return [k.decode() for k in self._index]
+
+    def verify(self) -> list[ShardDamage]:
+        """Read every shard completely; return the damaged ones."""
+        damage = []
+        for shard in self._shard_paths():
+            try:
+                with h5py.File(shard, "r") as handle:
+                    _check_version(handle, SHARD_FORMAT, shard)
+                    keys, codes = handle["keys"][:], handle["codes"][:]
+                    if len(keys) != len(codes):
+                        damage.append(ShardDamage(shard, f"{len(keys)} keys but {len(codes)} codes"))
+                    elif not np.isfinite(codes).all():
+                        damage.append(ShardDamage(shard, "codes hold NaN or infinity"))
+            except (OSError, KeyError, CacheFormatError) as error:
+                damage.append(ShardDamage(shard, str(error).splitlines()[0]))
+        return damage
+
+    def info(self) -> FeatureSetInfo:
+        """Counts and sizes of this feature set."""
+        shards = self._shard_paths()
+        return FeatureSetInfo(
+            self.fingerprint, self.path, self.spec, len(self.keys()), len(shards),
+            sum(p.stat().st_size for p in shards), self.n_features,
+        )
+
+
+class CodeCache:
+    """A cache folder holding one subfolder per feature set.
+
+    Parameters
+    ----------
+    root : Path or None, default=None
+        The folder; None means :func:`default_cache_dir`.
+    shard_size : int, default=512
+        Rows per shard: what a crash can lose at most.
+    """
+
+    def __init__(self, root: Path | str | None = None, shard_size: int = 512) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.shard_size = shard_size
+        self._open: dict[str, FeatureSet] = {}
+
+    def feature_set(self, spec: dict[str, Any]) -> FeatureSet:
+        """The feature set of ``spec`` (created on first write)."""
+        key = canonical_json(spec)
+        if key not in self._open:
+            self._open[key] = FeatureSet(self.root, spec, self.shard_size)
+        return self._open[key]
+
+    def flush(self) -> None:
+        """Write every pending shard."""
+        for feature_set in self._open.values():
+            feature_set.flush()
+
+    def __iter__(self) -> Iterator[FeatureSet]:
+        if not self.root.is_dir():
+            return
+        for spec_path in sorted(self.root.glob("*/spec.json")):
+            try:
+                document = json.loads(spec_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if int(document.get("format_version", 0)) > FORMAT_VERSION:
+                message = f"{spec_path}: cache format version {document['format_version']} is newer than this cnncodes supports ({FORMAT_VERSION}); upgrade cnncodes"
+                raise CacheFormatError(message)
+            yield self.feature_set(document["spec"])
+
+    def find(self, prefix: str) -> list[FeatureSet]:
+        """Feature sets whose fingerprint starts with ``prefix`` (all of them for "")."""
+        return [fs for fs in self if fs.fingerprint.startswith(prefix)]
+
+    def remove(self, feature_set: FeatureSet) -> None:
+        """Delete a feature set folder."""
+        shutil.rmtree(feature_set.path, ignore_errors=True)
+        self._open = {k: v for k, v in self._open.items() if v is not feature_set}
+
+
+# -- codes files (the output of `cnncodes extract -o`) -------------------------------
+@dataclass
+class CodesFile:
+    """The content of a codes file."""
+
+    codes: np.ndarray  # (n, d) float32
+    paths: list[str]
+    keys: list[str]
+    labels: np.ndarray | None = None  # (n,) int
+    class_names: list[str] | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    spec: dict[str, Any] = field(default_factory=dict)
+
+
+def write_codes_file(path: Path | str, content: CodesFile) -> Path:
+    """Write a self-contained codes file atomically (schema in the README)."""
+    path = Path(path)
+    temporary, handle = _atomic_h5(path)
+    strings = h5py.string_dtype("utf-8")
+    try:
+        with handle:
+            handle.attrs["format"] = CODES_FORMAT
+            handle.attrs["format_version"] = FORMAT_VERSION
+            handle.attrs["spec"] = json.dumps(content.spec, sort_keys=True)
+            handle.create_dataset("codes", data=np.asarray(content.codes, np.float32))
+            handle.create_dataset("paths", data=np.array(content.paths, dtype=object), dtype=strings)
+            handle.create_dataset("keys", data=np.array(content.keys, dtype="S64"))
+            if content.labels is not None:
+                handle.create_dataset("labels", data=np.asarray(content.labels, np.int64))
+            if content.class_names is not None:
+                handle.create_dataset("class_names", data=np.array(content.class_names, dtype=object), dtype=strings)
+            failures = np.array([list(f) for f in content.failures] or np.empty((0, 2)), dtype=object)
+            handle.create_dataset("failures", data=failures.reshape(-1, 2), dtype=strings)
+        _commit(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def read_codes_file(path: Path | str) -> CodesFile:
+    """Read a codes file written by :func:`write_codes_file`.
+
+    Raises
+    ------
+    CacheFormatError
+        If the file is not a codes file, or of a newer format version.
+    """
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            _check_version(handle, CODES_FORMAT, path)
+            decode = lambda name: [s.decode() if isinstance(s, bytes) else str(s) for s in handle[name][:]]  # noqa: E731
+            return CodesFile(
+                codes=handle["codes"][:],
+                paths=decode("paths"),
+                keys=decode("keys"),
+                labels=handle["labels"][:] if "labels" in handle else None,
+                class_names=decode("class_names") if "class_names" in handle else None,
+                failures=[(a.decode(), b.decode()) for a, b in handle["failures"][:]] if "failures" in handle else [],
+                spec=json.loads(handle.attrs.get("spec", "{}")),
+            )
+    except OSError as error:
+        message = f"{path}: cannot read codes file ({error})"
+        raise CacheFormatError(message) from error
+
+
+# -- whole-cache operations (``cnncodes cache ...``) ------------------------------------
+def _select(root: Path | str | None, prefix: str) -> list[FeatureSet]:
+    return CodeCache(root).find(prefix)
+
+
+def cache_info(root: Path | str | None = None, prefix: str = "") -> list[FeatureSetInfo]:
+    """Summaries of the feature sets whose fingerprint starts with ``prefix``."""
+    return [fs.info() for fs in _select(root, prefix)]
+
+
+def verify_cache(root: Path | str | None = None, prefix: str = "") -> dict[str, list[ShardDamage]]:
+    """Read every shard of the selected feature sets; damaged shards by fingerprint."""
+    return {fs.fingerprint: fs.verify() for fs in _select(root, prefix)}
+
+
+def compact_cache(root: Path | str | None = None, prefix: str = "") -> dict[str, tuple[int, int]]:
+    """Merge each selected feature set into one shard; (shards before, codes) by fingerprint."""
+    return {fs.fingerprint: fs.compact() for fs in _select(root, prefix)}
+
+
+def remove_cache(root: Path | str | None = None, prefix: str = "") -> list[FeatureSetInfo]:
+    """Delete the selected feature sets; return what was removed."""
+    cache = CodeCache(root)
+    removed = []
+    for fs in cache.find(prefix):
+        removed.append(fs.info())
+        cache.remove(fs)
+    return removed

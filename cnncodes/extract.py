@@ -1,0 +1,545 @@
+"""Orchestration: inputs -> content keys -> cache hits -> decode pool -> ONNX Runtime -> pooling -> cache."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .backbones import BackboneSpec, TapSpec
+from .cache import CodeCache, CodesFile, FeatureSet, write_codes_file
+from .datasets import Dataset, load_dataset
+from .errors import CnnCodesError, ImageDecodeError, InputError
+from .fingerprint import sha256_array, sha256_file
+from .images import VIEWS, Preprocessing, decode_image, make_views, n_views
+from .pooling import COMBINES, NORMALIZATIONS, POOLINGS, code_length, combine_views, normalize_codes, pool
+from .runtime import DEVICES, Session
+from .taps import prepare_model
+from .zoo import ensure_model_file, model_file_path, resolve_backbone
+
+__all__ = ["ExtractionOptions", "ExtractionResult", "Extractor", "extract", "DEFAULT_BATCH_SIZE"]
+
+logger = logging.getLogger("cnncodes")
+
+DEFAULT_BATCH_SIZE = 32
+_ON_ERROR = ("skip", "raise")
+_DTYPES = ("float32", "float16")
+_model_hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+
+
+def _model_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _model_hashes:
+        _model_hashes[key] = sha256_file(path)
+    return _model_hashes[key]
+
+
+def _choice_error(parameter: str, allowed: Sequence[Any], got: Any) -> CnnCodesError:
+    message = f"The '{parameter}' parameter must be one of {', '.join(map(repr, allowed))}. Got {got!r} instead."
+    return InputError(message)
+
+
+@dataclass(frozen=True)
+class ExtractionOptions:
+    """Everything that changes the codes, plus how to run; validated by :meth:`check`."""
+
+    model: str = "efficientnet_lite0"
+    layer: str | tuple[str, ...] = "penultimate"  # one tap, or several concatenated
+    pooling: str = "avg"
+    grid: int | None = None  # pool on a grid x grid layout instead of globally
+    gem_p: float = 3.0
+    relu: bool | None = None  # None: the tap's default (ReLU unless already non-negative)
+    views: str = "none"
+    combine: str = "mean"
+    normalize: str = "none"
+    power: float = 0.5
+    dtype: str = "float32"
+    draft: bool = True
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The requested taps as a tuple."""
+        return (self.layer,) if isinstance(self.layer, str) else tuple(self.layer)
+
+    def check(self) -> None:
+        """Raise a one-line error for any value out of range."""
+        for parameter, allowed in (
+            ("pooling", POOLINGS), ("views", VIEWS), ("combine", COMBINES),
+            ("normalize", NORMALIZATIONS), ("dtype", _DTYPES),
+        ):
+            if getattr(self, parameter) not in allowed:
+                raise _choice_error(parameter, allowed, getattr(self, parameter))
+        if self.grid is not None and (not isinstance(self.grid, int) or self.grid < 1):
+            message = f"The 'grid' parameter must be a positive int or None. Got {self.grid!r} instead."
+            raise InputError(message)
+        if not self.layers:
+            message = "The 'layer' parameter must name at least one layer."
+            raise InputError(message)
+
+
+@dataclass
+class ExtractionResult:
+    """Codes of the images that worked, aligned with ``paths``; failures apart."""
+
+    codes: np.ndarray  # (n_ok, n_features) float32
+    paths: list[str]  # inputs as given, one per row
+    keys: list[str]  # content sha256 per row
+    indices: np.ndarray  # (n_ok,) positions of the rows among the inputs
+    labels: np.ndarray | None = None  # (n_ok,) int, when the inputs had labels
+    class_names: list[str] | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    n_images: int = 0
+    n_from_cache: int = 0
+    elapsed_s: float = 0.0
+    spec: dict[str, Any] = field(default_factory=dict)
+    feature_names: list[str] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        """How many inputs have no codes."""
+        return len(self.failures)
+
+    def summary(self) -> str:
+        """One line: N images, K from cache, F failed."""
+        rate = (self.n_images - self.n_from_cache) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        return f"{self.n_images} images, {self.n_from_cache} from cache, {self.n_failed} failed ({self.elapsed_s:.1f} s, {rate:.1f} images/s computed)"
+
+    def to_codes_file(self) -> CodesFile:
+        """The content of a codes file."""
+        return CodesFile(self.codes, self.paths, self.keys, self.labels, self.class_names, self.failures, self.spec)
+
+
+@dataclass
+class _Item:
+    name: str
+    source: Any  # Path, ndarray or PIL image
+    key: str | None = None
+
+
+class _Progress:
+    """A one-line progress display on stderr, refreshed at most twice a second."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.done = self.cached = self.failed = 0
+        self.start = self.last = time.monotonic()
+
+    def update(self, done: int = 0, cached: int = 0, failed: int = 0) -> None:
+        self.done += done
+        self.cached += cached
+        self.failed += failed
+        now = time.monotonic()
+        if self.enabled and (now - self.last > 0.5 or self.done == self.total):
+            self.last = now
+            computed = self.done - self.cached
+            rate = computed / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else 0
+            sys.stderr.write(
+                f"\r{self.done}/{self.total} images  {rate:6.1f} images/s  {self.cached} from cache  "
+                f"{self.failed} failed  ETA {int(eta) // 60}:{int(eta) % 60:02d} "
+            )
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _as_items(inputs: Any) -> tuple[list[_Item], np.ndarray | None, list[str] | None]:
+    """Normalize every accepted input form to named items, with labels when known."""
+    if isinstance(inputs, Dataset):
+        return [_Item(str(p), p) for p in inputs.paths], inputs.labels, inputs.class_names
+    if isinstance(inputs, np.ndarray):
+        if inputs.ndim != 4 or inputs.shape[-1] != 3 or inputs.dtype != np.uint8:
+            message = f"<array>: expected N x H x W x 3 uint8 images, got shape {inputs.shape} and dtype {inputs.dtype}"
+            raise InputError(message)
+        return [_Item(f"<array {i}>", image) for i, image in enumerate(inputs)], None, None
+    if isinstance(inputs, (str, Path)):
+        return _as_items(load_dataset(inputs))
+    inputs = list(inputs)
+    if inputs and all(isinstance(x, (np.ndarray, Image.Image)) for x in inputs):
+        return [_Item(f"<image {i}>", x) for i, x in enumerate(inputs)], None, None
+    if all(isinstance(x, (str, Path)) for x in inputs):
+        files = [x for x in inputs if not Path(x).is_dir()]
+        if len(files) == len(inputs):  # plain file list: keep order and duplicates, no existence check here
+            return [_Item(str(x), Path(x)) for x in inputs], None, None
+        return _as_items(load_dataset(inputs))
+    kinds = sorted({type(x).__name__ for x in inputs})
+    message = f"inputs: expected paths, a folder, a CSV, uint8 arrays or PIL images; got {', '.join(kinds)}"
+    raise InputError(message)
+
+
+def _key(item: _Item) -> str:
+    if isinstance(item.source, Path):
+        return sha256_file(item.source)
+    if isinstance(item.source, Image.Image):
+        return sha256_array(np.asarray(item.source))
+    return sha256_array(item.source)
+
+
+class Extractor:
+    """Turns images into codes for one backbone and set of options; owns the session and cache.
+
+    Parameters
+    ----------
+    options : ExtractionOptions
+    cache : CodeCache, Path, str, bool or None, default=True
+        True: the default cache folder; a path or CodeCache: that cache; False or
+        None: no cache.
+    batch_size : int, default=32
+        Model inputs per inference call.
+    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+    n_threads : int or None, default=None
+        onnxruntime intra-op threads.
+    n_workers : int or None, default=None
+        Decode threads; None uses the number of cores.
+    on_error : {"skip", "raise"}, default="skip"
+        "skip" collects failures and goes on; "raise" stops at the first one.
+    progress : bool or None, default=None
+        Progress line on stderr; None shows it only on a terminal.
+    """
+
+    def __init__(
+        self,
+        options: ExtractionOptions,
+        *,
+        cache: CodeCache | Path | str | bool | None = True,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        device: str = "auto",
+        n_threads: int | None = None,
+        n_workers: int | None = None,
+        on_error: str = "skip",
+        progress: bool | None = None,
+    ) -> None:
+        options.check()
+        if on_error not in _ON_ERROR:
+            raise _choice_error("on_error", _ON_ERROR, on_error)
+        if device not in DEVICES:
+            raise _choice_error("device", DEVICES, device)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            message = f"The 'batch_size' parameter must be a positive int. Got {batch_size!r} instead."
+            raise InputError(message)
+        self.options = options
+        self.backbone: BackboneSpec = resolve_backbone(options.model)
+        self.taps: list[TapSpec] = [self.backbone.get_tap(name) for name in options.layers]
+        self.preprocessing = Preprocessing(
+            self.backbone.input_size, self.backbone.crop_fraction, self.backbone.interpolation,
+            options.draft, options.views,
+        )
+        self.batch_size, self.device, self.n_threads = batch_size, device, n_threads
+        self.n_workers = n_workers or os.cpu_count() or 1
+        self.on_error, self.progress = on_error, progress
+        if cache is True:
+            cache = CodeCache()
+        elif isinstance(cache, (str, Path)):
+            cache = CodeCache(cache)
+        self.cache: CodeCache | None = cache or None
+        self._session: Session | None = None
+        self._model_path: Path | None = None
+        self.n_inferred = 0  # images run through the model by this extractor (tests count it)
+
+    # -- specs ------------------------------------------------------------------
+    @property
+    def model_path(self) -> Path:
+        """The ONNX file, built or fetched on first use."""
+        if self._model_path is None:
+            self._model_path = ensure_model_file(self.backbone)
+        return self._model_path
+
+    def _tap_length(self, tap: TapSpec) -> int:
+        grid = self.options.grid if tap.is_spatial else None
+        length = code_length(tap.channels, grid)
+        return length * (n_views(self.options.views) if self.options.combine == "none" else 1)
+
+    @property
+    def n_features(self) -> int:
+        """Length of the concatenated code."""
+        return sum(self._tap_length(tap) for tap in self.taps)
+
+    def feature_names(self) -> list[str]:
+        """One name per code dimension: ``<model>_<layer>_<i>``."""
+        stem = Path(self.backbone.name).stem.replace(".", "_")
+        return [f"{stem}_{tap.name}_{i}" for tap in self.taps for i in range(self._tap_length(tap))]
+
+    def tap_spec(self, tap: TapSpec) -> dict[str, Any]:
+        """Everything that changes one tap's codes: the cache key of its feature set."""
+        options = self.options
+        spatial = tap.is_spatial
+        return {
+            "model": self.backbone.name,
+            "model_sha256": _model_sha256(self.model_path),
+            "tap": tap.name,
+            "tensor": tap.tensor,
+            "preprocessing": {
+                **self.preprocessing.as_dict(),
+                "mean": list(self.backbone.mean), "std": list(self.backbone.std),
+                "color_order": self.backbone.color_order,
+            },
+            "relu": tap.relu_by_default if options.relu is None else options.relu,
+            "pooling": options.pooling if spatial else "none",
+            "grid": options.grid if spatial else None,
+            "gem_p": options.gem_p if spatial and options.pooling == "gem" else None,
+            "combine": options.combine if options.views != "none" else None,
+            "normalize": options.normalize,
+            "power": options.power if options.normalize == "power" else None,
+            "dtype": options.dtype,
+        }
+
+    def spec(self) -> dict[str, Any]:
+        """The spec of the whole (concatenated) code."""
+        return {"layers": [self.tap_spec(tap) for tap in self.taps], "n_features": self.n_features}
+
+    # -- running ------------------------------------------------------------------
+    def _get_session(self) -> Session:
+        if self._session is None:
+            tensors = list(dict.fromkeys(tap.tensor for tap in self.taps))
+            model = prepare_model(
+                self.model_path, tensors, input_name=self.backbone.input_name,
+                input_size=self.backbone.input_size, mean=self.backbone.mean, std=self.backbone.std,
+                color_order=self.backbone.color_order,
+            )
+            self._session = Session(model, self.device, n_threads=self.n_threads)
+            logger.info(self._session.choice.describe())
+        return self._session
+
+    def _codes_of_batch(self, pixels: np.ndarray, n_images: int) -> list[np.ndarray]:
+        """Run one batch of views; return per-tap codes (n_images, length)."""
+        outputs = self._get_session().run(pixels)
+        self.n_inferred += n_images
+        options, per_tap = self.options, []
+        for tap in self.taps:
+            spec_relu = tap.relu_by_default if options.relu is None else options.relu
+            codes = pool(outputs[tap.tensor], method=options.pooling, relu=spec_relu,
+                         grid=options.grid if tap.is_spatial else None, gem_p=options.gem_p)
+            codes = combine_views(codes, n_views(options.views), options.combine)
+            codes = normalize_codes(codes, options.normalize, options.power)
+            if options.dtype == "float16":  # in memory exactly what the cache will return
+                codes = codes.astype(np.float16).astype(np.float32)
+            per_tap.append(codes)
+        return per_tap
+
+    def _prepare_views(self, item: _Item) -> list[np.ndarray]:
+        image = decode_image(item.source, self.preprocessing, item.name)
+        return make_views(image, self.preprocessing)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_session"] = None  # onnxruntime sessions do not pickle; rebuilt lazily
+        return state
+
+    def run(self, inputs: Any, *, on_item: Callable[[int], None] | None = None) -> ExtractionResult:
+        """Extract codes for ``inputs`` (see :func:`extract` for the accepted forms)."""
+        start = time.monotonic()
+        items, labels, class_names = _as_items(inputs)
+        n = len(items)
+        lengths = [self._tap_length(tap) for tap in self.taps]
+        codes = [np.zeros((n, length), np.float32) for length in lengths]
+        ok = np.zeros(n, dtype=bool)
+        failures: dict[int, str] = {}
+        progress = _Progress(n, sys.stderr.isatty() if self.progress is None else self.progress)
+
+        def fail(index: int, error: CnnCodesError) -> None:
+            if self.on_error == "raise":
+                raise error
+            failures[index] = str(error).removeprefix(f"{items[index].name}: ")
+            progress.update(done=1, failed=1)
+
+        with ThreadPoolExecutor(self.n_workers) as pool_:
+            for index, (item, key) in enumerate(zip(items, pool_.map(_safe_key, items))):
+                if isinstance(key, CnnCodesError):
+                    fail(index, key)
+                else:
+                    item.key = key
+            feature_sets = [self.cache.feature_set(self.tap_spec(t)) for t in self.taps] if self.cache else []
+            todo = [i for i in range(n) if i not in failures]
+            if feature_sets:
+                keys = [items[i].key or "" for i in todo]
+                present_by_tap = np.array([fs.contains(keys) for fs in feature_sets])
+                for fs, column in zip(feature_sets, present_by_tap):
+                    fs.skip_keys = {keys[j] for j in np.flatnonzero(column)}  # cached already: no duplicate rows
+                present = present_by_tap.all(axis=0)
+                hits = [i for i, hit in zip(todo, present) if hit]
+                if hits:
+                    for fs, block in zip(feature_sets, codes):
+                        block[hits] = fs.get([items[i].key or "" for i in hits])
+                ok[hits] = True
+                progress.update(done=len(hits), cached=len(hits))
+                todo = [i for i, hit in zip(todo, present) if not hit]
+            n_from_cache = int(ok.sum())
+            self._compute(items, todo, codes, ok, feature_sets, pool_, fail, progress)
+        for fs in feature_sets:
+            fs.flush()
+        progress.close()
+        rows = np.flatnonzero(ok)
+        return ExtractionResult(
+            codes=np.concatenate([block[rows] for block in codes], axis=1) if rows.size else np.empty((0, sum(lengths)), np.float32),
+            paths=[items[i].name for i in rows],
+            keys=[items[i].key or "" for i in rows],
+            indices=rows,
+            labels=labels[rows] if labels is not None else None,
+            class_names=class_names,
+            failures=[(items[i].name, failures[i]) for i in sorted(failures)],
+            n_images=n,
+            n_from_cache=n_from_cache,
+            elapsed_s=time.monotonic() - start,
+            spec=self.spec(),
+            feature_names=self.feature_names(),
+        )
+
+    def _compute(self, items: list[_Item], todo: list[int], codes: list[np.ndarray], ok: np.ndarray,
+                 feature_sets: list[FeatureSet], pool_: ThreadPoolExecutor,
+                 fail: Callable[[int, CnnCodesError], None], progress: _Progress) -> None:
+        """Decode in the pool, a bounded window ahead of inference; fill ``codes`` in place."""
+        if not todo:
+            return
+        views_per_image = n_views(self.options.views)
+        window = max(2 * self.batch_size // views_per_image, 2 * self.n_workers, 4)
+        pending: collections.deque[tuple[int, Future[list[np.ndarray]]]] = collections.deque()
+        batch_index: list[int] = []
+        batch_views: list[np.ndarray] = []
+        queue = iter(todo)
+
+        def flush_batch() -> None:
+            per_tap = self._codes_of_batch(np.stack(batch_views), len(batch_index))
+            keys = [items[i].key or "" for i in batch_index]
+            for block, tap_codes, fs in zip(codes, per_tap, feature_sets or [None] * len(codes)):
+                block[batch_index] = tap_codes
+                if fs is not None:
+                    new = [j for j, key in enumerate(keys) if key not in fs.skip_keys]
+                    if new:
+                        fs.add([keys[j] for j in new], tap_codes[new])
+            ok[batch_index] = True
+            progress.update(done=len(batch_index))
+            batch_index.clear()
+            batch_views.clear()
+
+        def submit_next() -> None:
+            index = next(queue, None)
+            if index is not None:
+                pending.append((index, pool_.submit(self._prepare_views, items[index])))
+
+        for _ in range(window):
+            submit_next()
+        while pending:
+            index, future = pending.popleft()
+            submit_next()
+            try:
+                views = future.result()
+            except ImageDecodeError as error:
+                fail(index, error)
+                continue
+            batch_index.append(index)
+            batch_views.extend(views)
+            if len(batch_views) >= self.batch_size:
+                flush_batch()
+        if batch_index:
+            flush_batch()
+
+
+def _safe_key(item: _Item) -> str | CnnCodesError:
+    try:
+        return _key(item)
+    except OSError as error:
+        return ImageDecodeError(f"{item.name}: cannot read file ({error.strerror or error})")
+
+
+def extract(
+    inputs: Any,
+    *,
+    model: str = "efficientnet_lite0",
+    layer: str | Sequence[str] = "penultimate",
+    pooling: str = "avg",
+    grid: int | None = None,
+    relu: bool | None = None,
+    views: str = "none",
+    combine: str = "mean",
+    normalize: str = "none",
+    dtype: str = "float32",
+    cache: CodeCache | Path | str | bool | None = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: str = "auto",
+    n_workers: int | None = None,
+    on_error: str = "skip",
+    progress: bool | None = None,
+    output: Path | str | None = None,
+) -> ExtractionResult:
+    """Turn images into CNN codes, reading what the cache already holds.
+
+    Parameters
+    ----------
+    inputs : str, Path, sequence, ndarray or Dataset
+        A folder (one subfolder per class gives labels), a CSV of ``path[,label]``,
+        a list of image files and folders, an (N, H, W, 3) uint8 array, or a list
+        of H x W x 3 uint8 arrays or PIL images.
+    model : str, default="efficientnet_lite0"
+        A zoo name (``cnncodes models``) or the path of an ``.onnx`` file.
+    layer : str or sequence of str, default="penultimate"
+        One tap, or several whose codes are concatenated (``cnncodes layers MODEL``).
+    pooling : {"avg", "max", "gem"}, default="avg"
+        Spatial pooling of feature maps.
+    grid : int or None, default=None
+        Pool each cell of a grid x grid layout (code length x grid**2).
+    relu : bool or None, default=None
+        None applies ReLU to pre-activation taps only (see the card's non-negative flag).
+    views : {"none", "flip", "5crop", "10crop", "razavian16"}, default="none"
+        Test-time views of each image.
+    combine : {"mean", "sum", "max", "none"}, default="mean"
+        How the views' codes combine; "none" concatenates them.
+    normalize : {"none", "l2", "power"}, default="none"
+        Per-layer code normalization; "power" is signed square root then L2.
+    dtype : {"float32", "float16"}, default="float32"
+        Storage precision in the cache.
+    cache : bool, str, Path, CodeCache or None, default=True
+        True: ``CNNCODES_CACHE`` or the user cache folder; False/None: no cache.
+    batch_size : int, default=32
+    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+    n_workers : int or None, default=None
+        Decode threads (default: one per core).
+    on_error : {"skip", "raise"}, default="skip"
+        "skip": a bad image is reported in ``failures`` and gets no row.
+    progress : bool or None, default=None
+        Progress line on stderr (default: only on a terminal).
+    output : str, Path or None, default=None
+        Also write a codes file (HDF5, schema in the README).
+
+    Returns
+    -------
+    ExtractionResult
+        ``codes`` (n_ok, n_features) float32 aligned with ``paths``, ``labels``
+        and ``indices``; ``failures`` as (path, reason).
+
+    Raises
+    ------
+    InputError, UnknownBackboneError, UnknownLayerError
+        Before any work, for a missing input, unknown model or layer, bad option.
+    ImageDecodeError
+        With ``on_error="raise"``, at the first bad image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> images = np.full((2, 64, 64, 3), 128, np.uint8)
+    >>> result = extract(images, cache=False, progress=False)
+    >>> result.codes.shape
+    (2, 1280)
+    """
+    options = ExtractionOptions(
+        model=model, layer=layer if isinstance(layer, str) else tuple(layer), pooling=pooling, grid=grid,
+        relu=relu, views=views, combine=combine, normalize=normalize, dtype=dtype,
+    )
+    extractor = Extractor(options, cache=cache, batch_size=batch_size, device=device, n_workers=n_workers,
+                          on_error=on_error, progress=progress)
+    result = extractor.run(inputs)
+    if output is not None:
+        write_codes_file(output, result.to_codes_file())
+    return result
