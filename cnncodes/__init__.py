@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .backbones import BackboneSpec, TapSpec, get_backbone, list_backbones, models_dir
+from .backbones import BackboneSpec, TapSpec, get_backbone, imagenet_class_names, list_backbones, models_dir
 from .cache import (
     CodeCache,
     CodesFile,
@@ -51,6 +51,7 @@ __all__ = [
     "get_backbone",
     "list_backbones",
     "models_dir",
+    "imagenet_class_names",
     "list_models",
     "list_layers",
     "ensure_model_file",

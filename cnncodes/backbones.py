@@ -20,6 +20,7 @@ __all__ = [
     "cards_dir",
     "models_dir",
     "lite_weights_path",
+    "imagenet_class_names",
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -200,3 +201,16 @@ def lite_weights_path(name: str) -> Path:
         message = f"{name}: package '{package}' holds no .pth file"
         raise ModelFileError(message)
     return files[0]
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names, in the index order of every zoo model's logits.
+
+    Examples
+    --------
+    >>> names = imagenet_class_names()
+    >>> len(names), names[967]
+    (1000, 'espresso')
+    """
+    text = (Path(__file__).resolve().parent / "imagenet_classes.txt").read_text(encoding="utf-8")
+    return text.splitlines()

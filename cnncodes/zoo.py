@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -71,15 +72,15 @@ def model_file_path(spec: BackboneSpec) -> Path:
     return Path(spec.extra["onnx_path"]) if "onnx_path" in spec.extra else spec.onnx_path
 
 
-def fetch_model(name: str, *, progress: bool = True) -> Path:
+def fetch_model(name: str, *, progress: bool | None = None) -> Path:
     """Download a zoo backbone whose card gives a URL and sha256 of a ready ONNX file.
 
     Parameters
     ----------
     name : str
         A backbone whose card has ``url`` (and ideally ``sha256``).
-    progress : bool, default=True
-        Show a progress line on stderr.
+    progress : bool or None, default=None
+        Show a progress line on stderr; None shows it only on a terminal.
 
     Returns
     -------
@@ -98,7 +99,8 @@ def fetch_model(name: str, *, progress: bool = True) -> Path:
         message = f"{name}: its card gives no ONNX file to download (source '{spec.source}')"
         raise ModelFileError(message)
     logger.info("Fetching %s from %s", spec.onnx_path.name, spec.url)
-    kwargs = {} if progress else {"progress": None}
+    show = sys.stderr.isatty() if progress is None else progress
+    kwargs = {} if show else {"progress": None}
     return download_file(spec.url, spec.onnx_path, sha256=spec.sha256, **kwargs)
 
 
@@ -220,7 +222,7 @@ def _weights_file(name: str, weights: str) -> Path | None:
     path = models_dir() / "weights" / weights.rsplit("/", 1)[-1]
     if not path.is_file():
         logger.info("Downloading weights %s", weights)
-        download_file(weights, path)
+        download_file(weights, path, **({} if sys.stderr.isatty() else {"progress": None}))
         expected = _HASH_IN_NAME.search(path.name)  # torchvision names carry a sha256 prefix
         if expected and not sha256_file(path).startswith(expected.group(1)):
             path.unlink()
