@@ -12,6 +12,7 @@ can write into one feature set. Duplicate keys across shards are harmless.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -52,6 +53,7 @@ CODES_FORMAT = "cnncodes-codes"
 FORMAT_VERSION = 1
 _FOLDER_DIGITS = 20
 _TEMP_PREFIX = ".tmp-"
+_shard_numbers = itertools.count()  # orders one process's shards within a second
 
 
 def default_cache_dir() -> Path:
@@ -219,21 +221,30 @@ class FeatureSet:
         self._pending_keys.extend(k.encode() for k in keys)
         self._pending_codes.append(np.asarray(codes))
         if len(self._pending_keys) >= self.shard_size:
-            self.flush()
+            self._write_pending(whole_shards_only=True)
 
     def flush(self) -> None:
-        """Write pending rows as one shard, atomically."""
+        """Write every pending row, in shards of at most ``shard_size`` rows."""
+        self._write_pending(whole_shards_only=False)
+
+    def _write_pending(self, whole_shards_only: bool) -> None:
         if not self._pending_keys:
             return
         keys = np.array(self._pending_keys, dtype="S64")
         codes = np.concatenate(self._pending_codes)
-        self._pending_keys, self._pending_codes = [], []
-        self._write_shard(keys, codes)
+        start = 0
+        while len(keys) - start >= self.shard_size or (not whole_shards_only and start < len(keys)):
+            stop = min(start + self.shard_size, len(keys))
+            self._write_shard(keys[start:stop], codes[start:stop])
+            start = stop
+        self._pending_keys = [bytes(k) for k in keys[start:]]
+        self._pending_codes = [codes[start:]] if start < len(keys) else []
 
     def _write_shard(self, keys: np.ndarray, codes: np.ndarray) -> Path:
         self._write_spec()
         dtype = np.float16 if self.spec.get("dtype") == "float16" else np.float32
-        final = self.shards_dir / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}.h5"
+        stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_shard_numbers):06d}"
+        final = self.shards_dir / f"{stamp}-{uuid.uuid4().hex[:8]}.h5"
         temporary, handle = _atomic_h5(final)
         try:
             with handle:

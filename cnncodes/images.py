@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,9 @@ def _open(source: ImageSource, name: str) -> Image.Image:
         raise ImageDecodeError(message) from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         handle.close()
-        message = f"{name}: image too large to decode safely ({error})"
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = found.group(1) if found else "too many"
+        message = f"{name}: image too large to decode safely ({pixels} pixels > {MAX_PIXELS})"
         raise ImageDecodeError(message) from error
 
 
