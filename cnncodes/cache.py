@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from .errors import CacheFormatError
+from .filekeys import FileKeyMemo
 from .fingerprint import canonical_json, spec_fingerprint
 
 __all__ = [
@@ -321,6 +322,7 @@ class CodeCache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.shard_size = shard_size
         self._open: dict[str, FeatureSet] = {}
+        self.key_memo = FileKeyMemo(self.root / "file-keys.sqlite")
 
     def feature_set(self, spec: dict[str, Any]) -> FeatureSet:
         """The feature set of ``spec`` (created on first write)."""

@@ -6,6 +6,7 @@ import collections
 import logging
 import os
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ __all__ = ["ExtractionOptions", "ExtractionResult", "Extractor", "extract", "DEF
 
 logger = logging.getLogger("cnncodes")
 
-DEFAULT_BATCH_SIZE = 32
+DEFAULT_BATCH_SIZE = None  # chosen by device: small batches run faster on CPUs, large ones on GPUs
+_BATCH_SIZE_BY_DEVICE = {"cpu": 8, "cuda": 64, "tensorrt": 64}
 _ON_ERROR = ("skip", "raise")
 _DTYPES = ("float32", "float16")
 _model_hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
@@ -179,12 +181,14 @@ def _as_items(inputs: Any) -> tuple[list[_Item], np.ndarray | None, list[str] | 
     raise InputError(message)
 
 
-def _key(item: _Item) -> str:
+def _key(item: _Item) -> tuple[str, os.stat_result | None]:
+    """The content key, and for files the stat taken before reading (for the key memo)."""
     if isinstance(item.source, Path):
-        return sha256_file(item.source)
+        stat = os.stat(item.source)
+        return sha256_file(item.source), stat
     if isinstance(item.source, Image.Image):
-        return sha256_array(np.asarray(item.source))
-    return sha256_array(item.source)
+        return sha256_array(np.asarray(item.source)), None
+    return sha256_array(item.source), None
 
 
 class Extractor:
@@ -196,8 +200,9 @@ class Extractor:
     cache : CodeCache, Path, str, bool or None, default=True
         True: the default cache folder; a path or CodeCache: that cache; False or
         None: no cache.
-    batch_size : int, default=32
-        Model inputs per inference call.
+    batch_size : int or None, default=None
+        Model inputs per inference call; None picks 8 on the CPU (cache-friendly,
+        measured fastest there) and 64 on a GPU.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
     n_threads : int or None, default=None
         onnxruntime intra-op threads.
@@ -214,7 +219,7 @@ class Extractor:
         options: ExtractionOptions,
         *,
         cache: CodeCache | Path | str | bool | None = True,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = DEFAULT_BATCH_SIZE,
         device: str = "auto",
         n_threads: int | None = None,
         n_workers: int | None = None,
@@ -226,7 +231,7 @@ class Extractor:
             raise _choice_error("on_error", _ON_ERROR, on_error)
         if device not in DEVICES:
             raise _choice_error("device", DEVICES, device)
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             message = f"The 'batch_size' parameter must be a positive int. Got {batch_size!r} instead."
             raise InputError(message)
         self.options = options
@@ -245,6 +250,7 @@ class Extractor:
             cache = CodeCache(cache)
         self.cache: CodeCache | None = cache or None
         self._session: Session | None = None
+        self._session_lock = threading.Lock()
         self._model_path: Path | None = None
         self.n_inferred = 0  # images run through the model by this extractor (tests count it)
 
@@ -301,6 +307,10 @@ class Extractor:
 
     # -- running ------------------------------------------------------------------
     def _get_session(self) -> Session:
+        with self._session_lock:
+            return self._open_session()
+
+    def _open_session(self) -> Session:
         if self._session is None:
             tensors = list(dict.fromkeys(tap.tensor for tap in self.taps))
             model = prepare_model(
@@ -311,6 +321,21 @@ class Extractor:
             self._session = Session(model, self.device, n_threads=self.n_threads)
             logger.info(self._session.choice.describe())
         return self._session
+
+    def codes_of_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Codes of already decoded and cut model inputs, bypassing decoding and the cache.
+
+        Parameters
+        ----------
+        pixels : ndarray of shape (n * n_views, input_size, input_size, 3), uint8
+            Model inputs, RGB, the views of each image consecutive.
+
+        Returns
+        -------
+        ndarray of shape (n, n_features), float32
+        """
+        n_images = len(pixels) // n_views(self.options.views)
+        return np.concatenate(self._codes_of_batch(np.ascontiguousarray(pixels, np.uint8), n_images), axis=1)
 
     def _codes_of_batch(self, pixels: np.ndarray, n_images: int) -> list[np.ndarray]:
         """Run one batch of views; return per-tap codes (n_images, length)."""
@@ -332,12 +357,17 @@ class Extractor:
         image = decode_image(item.source, self.preprocessing, item.name)
         return make_views(image, self.preprocessing)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._session_lock = threading.Lock()
+
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_session"] = None  # onnxruntime sessions do not pickle; rebuilt lazily
+        del state["_session_lock"]
         return state
 
-    def run(self, inputs: Any, *, on_item: Callable[[int], None] | None = None) -> ExtractionResult:
+    def run(self, inputs: Any) -> ExtractionResult:
         """Extract codes for ``inputs`` (see :func:`extract` for the accepted forms)."""
         start = time.monotonic()
         items, labels, class_names = _as_items(inputs)
@@ -354,35 +384,27 @@ class Extractor:
             failures[index] = str(error).removeprefix(f"{items[index].name}: ")
             progress.update(done=1, failed=1)
 
-        with ThreadPoolExecutor(self.n_workers) as pool_:
-            for index, (item, key) in enumerate(zip(items, pool_.map(_safe_key, items))):
-                if isinstance(key, CnnCodesError):
-                    fail(index, key)
-                else:
-                    item.key = key
-            feature_sets = [self.cache.feature_set(self.tap_spec(t)) for t in self.taps] if self.cache else []
-            todo = [i for i in range(n) if i not in failures]
-            if feature_sets:
-                keys = [items[i].key or "" for i in todo]
-                present_by_tap = np.array([fs.contains(keys) for fs in feature_sets])
-                for fs, column in zip(feature_sets, present_by_tap):
-                    fs.skip_keys = {keys[j] for j in np.flatnonzero(column)}  # cached already: no duplicate rows
-                present = present_by_tap.all(axis=0)
-                hits = [i for i, hit in zip(todo, present) if hit]
-                if hits:
-                    for fs, block in zip(feature_sets, codes):
-                        block[hits] = fs.get([items[i].key or "" for i in hits])
-                ok[hits] = True
-                progress.update(done=len(hits), cached=len(hits))
-                todo = [i for i, hit in zip(todo, present) if not hit]
-            n_from_cache = int(ok.sum())
-            self._compute(items, todo, codes, ok, feature_sets, pool_, fail, progress)
-        for fs in feature_sets:
-            fs.flush()
+        feature_sets = [self.cache.feature_set(self.tap_spec(t)) for t in self.taps] if self.cache else []
+        try:
+            with ThreadPoolExecutor(self.n_workers) as pool_:
+                self._set_keys(items, pool_, fail)
+                todo = [i for i in range(n) if i not in failures]
+                if feature_sets:
+                    todo = self._read_cached(items, todo, codes, ok, feature_sets)
+                    progress.update(done=int(ok.sum()), cached=int(ok.sum()))
+                n_from_cache = int(ok.sum())
+                self._compute(items, todo, codes, ok, feature_sets, pool_, fail, progress)
+        finally:  # whatever stops the run, keep what was computed
+            for fs in feature_sets:
+                fs.flush()
         progress.close()
         rows = np.flatnonzero(ok)
+        if len(codes) == 1 and rows.size == n:  # the common case: no copy of what may be a large array
+            all_codes = codes[0]
+        else:
+            all_codes = np.concatenate([block[rows] for block in codes], axis=1) if codes else np.empty((0, 0), np.float32)
         return ExtractionResult(
-            codes=np.concatenate([block[rows] for block in codes], axis=1) if rows.size else np.empty((0, sum(lengths)), np.float32),
+            codes=all_codes,
             paths=[items[i].name for i in rows],
             keys=[items[i].key or "" for i in rows],
             indices=rows,
@@ -396,14 +418,50 @@ class Extractor:
             feature_names=self.feature_names(),
         )
 
+    @staticmethod
+    def _read_cached(items: list[_Item], todo: list[int], codes: list[np.ndarray], ok: np.ndarray,
+                     feature_sets: list[FeatureSet]) -> list[int]:
+        """Fill the rows every tap has cached; return the items still to compute."""
+        keys = [items[i].key or "" for i in todo]
+        present_by_tap = np.array([fs.contains(keys) for fs in feature_sets])
+        for fs, column in zip(feature_sets, present_by_tap):
+            fs.skip_keys = {keys[j] for j in np.flatnonzero(column)}  # cached already: no duplicate rows
+        present = present_by_tap.all(axis=0)
+        hits = [i for i, hit in zip(todo, present) if hit]
+        if hits:
+            for fs, block in zip(feature_sets, codes):
+                block[hits] = fs.get([items[i].key or "" for i in hits])
+        ok[hits] = True
+        return [i for i, hit in zip(todo, present) if not hit]
+
+    def _set_keys(self, items: list[_Item], pool_: ThreadPoolExecutor, fail: Callable[[int, CnnCodesError], None]) -> None:
+        """Content keys of every item; files unchanged since a previous run come from the cache's memo."""
+        files = [i for i, item in enumerate(items) if isinstance(item.source, Path)]
+        memo = self.cache.key_memo if self.cache else None
+        known = memo.lookup([items[i].source for i in files]) if memo else {}
+        for position, key in known.items():
+            items[files[position]].key = key
+        todo = [i for i, item in enumerate(items) if item.key is None]
+        hashed = []
+        for index, outcome in zip(todo, pool_.map(_safe_key, [items[i] for i in todo])):
+            if isinstance(outcome, CnnCodesError):
+                fail(index, outcome)
+                continue
+            items[index].key, stat = outcome
+            if stat is not None:
+                hashed.append((items[index].source, stat, items[index].key))
+        if memo:
+            memo.store(hashed)
+
     def _compute(self, items: list[_Item], todo: list[int], codes: list[np.ndarray], ok: np.ndarray,
                  feature_sets: list[FeatureSet], pool_: ThreadPoolExecutor,
                  fail: Callable[[int, CnnCodesError], None], progress: _Progress) -> None:
         """Decode in the pool, a bounded window ahead of inference; fill ``codes`` in place."""
         if not todo:
             return
+        batch_size = self.batch_size or _BATCH_SIZE_BY_DEVICE[self._get_session().choice.device]
         views_per_image = n_views(self.options.views)
-        window = max(2 * self.batch_size // views_per_image, 2 * self.n_workers, 4)
+        window = max(2 * batch_size // views_per_image, 2 * self.n_workers, 4)
         pending: collections.deque[tuple[int, Future[list[np.ndarray]]]] = collections.deque()
         batch_index: list[int] = []
         batch_views: list[np.ndarray] = []
@@ -440,13 +498,13 @@ class Extractor:
                 continue
             batch_index.append(index)
             batch_views.extend(views)
-            if len(batch_views) >= self.batch_size:
+            if len(batch_views) >= batch_size:
                 flush_batch()
         if batch_index:
             flush_batch()
 
 
-def _safe_key(item: _Item) -> str | CnnCodesError:
+def _safe_key(item: _Item) -> tuple[str, os.stat_result | None] | CnnCodesError:
     try:
         return _key(item)
     except OSError as error:
@@ -466,7 +524,7 @@ def extract(
     normalize: str = "none",
     dtype: str = "float32",
     cache: CodeCache | Path | str | bool | None = True,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = DEFAULT_BATCH_SIZE,
     device: str = "auto",
     n_workers: int | None = None,
     on_error: str = "skip",
@@ -501,7 +559,8 @@ def extract(
         Storage precision in the cache.
     cache : bool, str, Path, CodeCache or None, default=True
         True: ``CNNCODES_CACHE`` or the user cache folder; False/None: no cache.
-    batch_size : int, default=32
+    batch_size : int or None, default=None
+        Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
     n_workers : int or None, default=None
         Decode threads (default: one per core).

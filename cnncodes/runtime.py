@@ -63,6 +63,8 @@ def _session_options(n_threads: int | None, optimization: str) -> ort.SessionOpt
     options = ort.SessionOptions()
     options.graph_optimization_level = _OPTIMIZATION_LEVELS[optimization]
     options.log_severity_level = 3
+    # Idle intra-op threads would spin on the cores that image decoding needs (measured: ~6% faster end to end).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if n_threads:
         options.intra_op_num_threads = n_threads
     return options
