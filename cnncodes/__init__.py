@@ -32,6 +32,12 @@ from .errors import (
     WeightsFormatError,
 )
 from .export import EXPORTABLE
+from .heads import HEADS, fit_out_of_core, make_head
+from .persist import ModelBundle, load_model, save_model
+from .report import Report, make_report, write_report
+from .training import EvaluationResult, Prediction, PredictionResult, TrainResult, evaluate, load_labelled_codes, predict, train
+from .sweep import SweepResult, SweepRow, sweep
+from .transformer import CNNCodes
 from .extract import ExtractionOptions, ExtractionResult, Extractor, extract
 from .images import VIEWS
 from .pooling import COMBINES, NORMALIZATIONS, POOLINGS
@@ -60,6 +66,27 @@ __all__ = [
     "EXPORTABLE",
     "load_state_dict",
     "extract",
+    "CNNCodes",
+    "HEADS",
+    "make_head",
+    "fit_out_of_core",
+    "ModelBundle",
+    "save_model",
+    "load_model",
+    "Report",
+    "make_report",
+    "write_report",
+    "train",
+    "TrainResult",
+    "evaluate",
+    "EvaluationResult",
+    "predict",
+    "Prediction",
+    "PredictionResult",
+    "load_labelled_codes",
+    "sweep",
+    "SweepResult",
+    "SweepRow",
     "VIEWS",
     "COMBINES",
     "NORMALIZATIONS",

@@ -47,6 +47,9 @@ __all__ = [
     "verify_cache",
     "compact_cache",
     "remove_cache",
+    "iter_codes_file",
+    "read_codes_header",
+    "is_codes_file",
 ]
 
 SHARD_FORMAT = "cnncodes-shard"
@@ -453,3 +456,43 @@ def remove_cache(root: Path | str | None = None, prefix: str = "") -> list[Featu
         removed.append(fs.info())
         cache.remove(fs)
     return removed
+
+
+def iter_codes_file(path: Path | str, chunk_rows: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Read a codes file in chunks of rows: (codes, labels or None), memory bounded by ``chunk_rows``."""
+    path = Path(path)
+    with h5py.File(path, "r") as handle:
+        _check_version(handle, CODES_FORMAT, path)
+        codes, labels = handle["codes"], handle["labels"] if "labels" in handle else None
+        for start in range(0, codes.shape[0], chunk_rows):
+            stop = min(start + chunk_rows, codes.shape[0])
+            yield codes[start:stop].astype(np.float32), (labels[start:stop] if labels is not None else None)
+
+
+def read_codes_header(path: Path | str) -> CodesFile:
+    """A codes file's metadata (paths, keys, labels, class names, spec) without its codes; ``codes`` is (n, 0)."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as handle:
+            _check_version(handle, CODES_FORMAT, path)
+            decode = lambda name: [s.decode() if isinstance(s, bytes) else str(s) for s in handle[name][:]]  # noqa: E731
+            return CodesFile(
+                codes=np.empty((handle["codes"].shape[0], 0), np.float32),
+                paths=decode("paths"),
+                keys=decode("keys"),
+                labels=handle["labels"][:] if "labels" in handle else None,
+                class_names=decode("class_names") if "class_names" in handle else None,
+                spec=json.loads(handle.attrs.get("spec", "{}")),
+            )
+    except OSError as error:
+        message = f"{path}: cannot read codes file ({error})"
+        raise CacheFormatError(message) from error
+
+
+def is_codes_file(path: Path | str) -> bool:
+    """True if ``path`` is an HDF5 file in the codes-file format."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return handle.attrs.get("format") in (CODES_FORMAT, CODES_FORMAT.encode())
+    except (OSError, ValueError):
+        return False

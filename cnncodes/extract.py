@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -303,7 +303,8 @@ class Extractor:
 
     def spec(self) -> dict[str, Any]:
         """The spec of the whole (concatenated) code."""
-        return {"layers": [self.tap_spec(tap) for tap in self.taps], "n_features": self.n_features}
+        options = {**asdict(self.options), "layer": list(self.options.layers)}
+        return {"layers": [self.tap_spec(tap) for tap in self.taps], "n_features": self.n_features, "options": options}
 
     # -- running ------------------------------------------------------------------
     def _get_session(self) -> Session:

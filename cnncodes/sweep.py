@@ -1,0 +1,259 @@
+"""Model selection on cached codes: every backbone x layer set x head, ranked, against a raw-pixel baseline."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_validate
+
+from .backbones import get_backbone
+from .errors import InputError
+from .heads import HEADS, make_head
+from .images import Preprocessing, decode_image, make_views
+from .report import plot_sweep
+from .training import LabelledCodes, load_labelled_codes
+from .transformer import CNNCodes
+
+__all__ = ["SweepRow", "SweepResult", "sweep", "default_layer_sets", "BASELINE"]
+
+BASELINE = "raw pixels"
+_BASELINE_SIZE = 32  # the no-transfer baseline: heads on 32 x 32 RGB thumbnails
+
+
+@dataclass
+class SweepRow:
+    """The score of one feature set with one head and hyperparameter value."""
+
+    model: str
+    features: str  # "stage4", "stage3+stage4", or "raw pixels"
+    head: str
+    params: dict[str, Any]
+    n_features: int
+    accuracy: float
+    balanced_accuracy: float
+    accuracy_std: float = 0.0  # across folds (0 with a validation split)
+    balanced_accuracy_std: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class SweepResult:
+    """Every row, best first by balanced accuracy, and a recommendation."""
+
+    rows: list[SweepRow]  # all rows, ranked
+    protocol: str  # "5-fold stratified CV" or "validation split: PATH"
+    n_samples: int
+    class_names: list[str]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def best(self) -> SweepRow:
+        """The best transfer row (the baseline is never recommended)."""
+        return next(row for row in self.rows if row.features != BASELINE)
+
+    def best_per_combination(self) -> list[SweepRow]:
+        """The best hyperparameter of each (model, features, head), ranked."""
+        seen: set[tuple[str, str, str]] = set()
+        best = []
+        for row in self.rows:
+            key = (row.model, row.features, row.head)
+            if key not in seen:
+                seen.add(key)
+                best.append(row)
+        return best
+
+    def recommendation(self) -> str:
+        """One or two sentences: what to use, and whether transfer helps at all."""
+        best = self.best
+        text = (f"Use {best.model} {best.features} with {best.head} "
+                f"({', '.join(f'{k}={v}' for k, v in best.params.items())}): balanced accuracy "
+                f"{best.balanced_accuracy:.4f}, accuracy {best.accuracy:.4f} ({self.protocol}).")
+        baseline = [row for row in self.rows if row.features == BASELINE]
+        if baseline:
+            gain = best.balanced_accuracy - baseline[0].balanced_accuracy
+            verdict = "transfer helps" if gain > 0 else "negative transfer: the CNN codes do worse than raw pixels"
+            text += f" Raw-pixel baseline: {baseline[0].balanced_accuracy:.4f} ({verdict}, {gain:+.4f})."
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return {"protocol": self.protocol, "n_samples": self.n_samples, "class_names": self.class_names,
+                "rows": [asdict(row) for row in self.rows], "best": asdict(self.best),
+                "recommendation": self.recommendation()}
+
+
+def default_layer_sets(model: str) -> list[str]:
+    """Every spatial tap and the default tap of a zoo model (no logits)."""
+    spec = get_backbone(model)
+    taps = [t.name for t in spec.taps if t.is_spatial and t.name != "head"]
+    return [*taps, spec.default_tap]
+
+
+def _thumbnails(paths: Sequence[str], n_workers: int | None) -> np.ndarray:
+    """Raw-pixel features: centre crop, 32 x 32 RGB, scaled to 0..1."""
+    pre = Preprocessing(_BASELINE_SIZE, 0.875, "bilinear", draft=True)
+
+    def one(path: str) -> np.ndarray:
+        return make_views(decode_image(Path(path), pre), pre)[0].reshape(-1)
+
+    with ThreadPoolExecutor(n_workers) as pool:
+        return np.stack(list(pool.map(one, paths))).astype(np.float32) / 255.0
+
+
+def _param_grid(head: str) -> list[dict[str, Any]]:
+    grid = HEADS[head][1]
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def _score(estimator: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
+           cv: Any, groups: np.ndarray | None) -> tuple[float, float, float, float]:
+    if val is not None:
+        predicted = clone(estimator).fit(*train).predict(val[0])
+        return accuracy_score(val[1], predicted), balanced_accuracy_score(val[1], predicted), 0.0, 0.0
+    scores = cross_validate(estimator, *train, groups=groups, cv=cv, scoring=("accuracy", "balanced_accuracy"))
+    acc, bal = scores["test_accuracy"], scores["test_balanced_accuracy"]
+    return float(acc.mean()), float(bal.mean()), float(acc.std()), float(bal.std())
+
+
+def _group_ids(paths: Sequence[str], pattern: str) -> np.ndarray:
+    regex = re.compile(pattern)
+    ids = []
+    for path in paths:
+        found = regex.search(Path(path).name)
+        if not found:
+            message = f"{path}: the group pattern {pattern!r} does not match its name"
+            raise InputError(message)
+        ids.append(found.group(1) if regex.groups else found.group(0))
+    return np.array(ids)
+
+
+def sweep(
+    data: str | Path | Sequence[str | Path],
+    *,
+    models: Sequence[str] = ("efficientnet_lite0",),
+    layers: Sequence[str] | None = None,
+    heads: Sequence[str] = ("logistic",),
+    codes: CNNCodes | None = None,
+    val: str | Path | None = None,
+    cv: int = 5,
+    groups: str | None = None,
+    class_weight: str | None = None,
+    baseline: bool = True,
+    report_dir: str | Path | None = None,
+    random_state: int = 0,
+) -> SweepResult:
+    """Score every backbone x layer set x head x hyperparameter on cached codes.
+
+    The classic rule of thumb made empirical: an ImageNet-like set usually does best on
+    the penultimate codes with a linear head; a set far from ImageNet may do better on
+    an earlier stage, or on several taps concatenated. Codes of all taps of a model are
+    computed in one pass and cached, so a rerun (or ``train`` afterwards) reads them.
+
+    Parameters
+    ----------
+    data : str, Path or sequence
+        Labelled images (folder per class, CSV) or a codes file.
+    models : sequence of str, default=("efficientnet_lite0",)
+    layers : sequence of str or None, default=None
+        Layer sets; ``"stage4+penultimate"`` concatenates. None: every spatial tap
+        and the default tap of each model.
+    heads : sequence of str, default=("logistic",)
+        Presets of :func:`cnncodes.make_head`; each is tried over its hyperparameter grid.
+    codes : CNNCodes or None, default=None
+        Pooling, grid, views, normalization and cache settings for every model.
+    val : str, Path or None, default=None
+        A labelled validation split to score on; None uses stratified cross-validation.
+        A layer chosen on a split is optimistic on that split: report a third one.
+    cv : int, default=5
+    groups : str or None, default=None
+        A regex on file names whose first group (or match) names a group (e.g. a
+        patient) that must not straddle folds.
+    class_weight : {"balanced"} or None, default=None
+    baseline : bool, default=True
+        Also score the heads on 32 x 32 raw pixels (no transfer).
+    report_dir : str, Path or None, default=None
+        Write ``sweep.json`` and ``sweep.png`` (layer x head chart) there.
+    random_state : int, default=0
+
+    Returns
+    -------
+    SweepResult
+    """
+    template = codes if codes is not None else CNNCodes()
+    unknown = [head for head in heads if head not in HEADS]
+    if unknown:
+        message = f"Unknown head {unknown[0]!r}; choose from {', '.join(HEADS)}"
+        raise InputError(message)
+    splitter: Any = (StratifiedGroupKFold if groups else StratifiedKFold)(cv, shuffle=True, random_state=random_state)
+    protocol = f"validation split: {val}" if val is not None else f"{cv}-fold stratified{' group' if groups else ''} CV"
+    rows: list[SweepRow] = []
+    reference: LabelledCodes | None = None
+    reference_val: LabelledCodes | None = None
+    for model in models:
+        layer_sets = list(layers) if layers else default_layer_sets(model)
+        taps = list(dict.fromkeys(tap for layer_set in layer_sets for tap in layer_set.split("+")))
+        all_codes = CNNCodes(**{**template.get_params(), "model": model, "layer": tuple(taps)})
+        train = load_labelled_codes(data, all_codes)
+        held_out = load_labelled_codes(val, all_codes) if val is not None else None
+        reference, reference_val = reference or train, reference_val or held_out
+        widths = {tap: CNNCodes(**{**all_codes.get_params(), "layer": tap}).fit().n_features_out_ for tap in taps}
+        offsets = dict(zip(taps, np.cumsum([0, *widths.values()])[:-1]))
+        group_ids = _group_ids(train.paths, groups) if groups else None
+        for layer_set in layer_sets:
+            columns = np.concatenate([np.arange(offsets[t], offsets[t] + widths[t]) for t in layer_set.split("+")])
+            X = train.X[:, columns]
+            val_xy = (held_out.X[:, columns], _remap(held_out, train)) if held_out is not None else None
+            rows += _score_heads(model, layer_set, X, train.y, val_xy, heads, splitter, group_ids, class_weight, random_state)
+    if baseline and reference is not None and reference.source is None:
+        X = _thumbnails(reference.paths, template.n_workers)
+        val_xy = None
+        if reference_val is not None:
+            val_xy = (_thumbnails(reference_val.paths, template.n_workers), _remap(reference_val, reference))
+        group_ids = _group_ids(reference.paths, groups) if groups else None
+        rows += _score_heads("-", BASELINE, X, reference.y, val_xy, heads, splitter, group_ids, class_weight, random_state)
+    rows.sort(key=lambda row: (-row.balanced_accuracy, -row.accuracy))
+    assert reference is not None
+    result = SweepResult(rows, protocol, int(len(reference.y)), reference.class_names)
+    if report_dir is not None:
+        import json
+
+        folder = Path(report_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "sweep.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
+        chart_rows = [{"features": f"{r.model} {r.features}" if r.model != "-" else r.features, "head": r.head,
+                       "accuracy": r.balanced_accuracy} for r in result.best_per_combination()]
+        result.files = [folder / "sweep.json", plot_sweep(chart_rows, folder / "sweep.png")]
+    return result
+
+
+def _remap(held_out: LabelledCodes, train: LabelledCodes) -> np.ndarray:
+    unknown = sorted(set(held_out.class_names) - set(train.class_names))
+    if unknown:
+        message = f"validation split: classes {', '.join(unknown)} are not in the training data"
+        raise InputError(message)
+    return np.array([train.class_names.index(n) for n in held_out.class_names])[held_out.y]
+
+
+def _score_heads(model: str, features: str, X: np.ndarray, y: np.ndarray, val: Any, heads: Sequence[str],
+                 splitter: Any, groups: np.ndarray | None, class_weight: str | None, random_state: int) -> list[SweepRow]:
+    rows = []
+    for head in heads:
+        base = make_head(head, cv=None, class_weight=class_weight, random_state=random_state)
+        for params in _param_grid(head):
+            start = time.monotonic()
+            estimator = clone(base).set_params(**{f"clf__{k}": v for k, v in params.items()})
+            acc, bal, acc_std, bal_std = _score(estimator, (X, y), val, splitter, groups)
+            rows.append(SweepRow(model, features, head, params, int(X.shape[1]), acc, bal, acc_std, bal_std,
+                                 time.monotonic() - start))
+    return rows
+
+

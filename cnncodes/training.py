@@ -1,0 +1,310 @@
+"""Train, evaluate and predict: labelled images or codes files in, fitted pipelines and reports out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.utils.class_weight import compute_class_weight
+
+from .cache import is_codes_file, iter_codes_file, read_codes_file, read_codes_header
+from .datasets import load_dataset
+from .errors import InputError
+from .fingerprint import sha256_file
+from .heads import fit_out_of_core, make_head
+from .persist import ModelBundle, load_model, save_model
+from .report import Report, make_report, write_report
+from .transformer import CNNCodes
+from .zoo import ensure_model_file, resolve_backbone
+
+__all__ = ["LabelledCodes", "load_labelled_codes", "TrainResult", "train", "EvaluationResult", "evaluate",
+           "Prediction", "PredictionResult", "predict"]
+
+_CODE_PARAMETERS = ("model", "layer", "pooling", "grid", "relu", "views", "combine", "normalize", "dtype")
+
+
+@dataclass
+class LabelledCodes:
+    """Codes with labels, from images (extracted, cached) or from a codes file."""
+
+    X: np.ndarray
+    y: np.ndarray
+    class_names: list[str]
+    paths: list[str]
+    codes: CNNCodes  # fitted: makes the same codes from images
+    spec: dict[str, Any]
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    source: Path | None = None  # the codes file, when the codes came from one
+
+
+def _codes_from_spec(spec: dict[str, Any], template: CNNCodes) -> CNNCodes:
+    options = spec.get("options") or {}
+    params = {name: options[name] for name in _CODE_PARAMETERS if name in options}
+    if isinstance(params.get("layer"), list):
+        params["layer"] = params["layer"][0] if len(params["layer"]) == 1 else tuple(params["layer"])
+    return CNNCodes(**{**template.get_params(), **params})
+
+
+def load_labelled_codes(data: str | Path | Sequence[str | Path], codes: CNNCodes | None = None,
+                        *, read_codes: bool = True) -> LabelledCodes:
+    """Codes and labels of a class-per-folder tree, a labelled CSV, or a codes file written by ``extract``.
+
+    Parameters
+    ----------
+    data : str, Path or sequence
+        Images with labels, or an HDF5 codes file (its feature set wins over ``codes``).
+    codes : CNNCodes or None, default=None
+        How images become codes; bad images are dropped and listed in ``failures``.
+    read_codes : bool, default=True
+        For a codes file, False reads only its labels and metadata (out-of-core training).
+
+    Raises
+    ------
+    InputError
+        If the data has no labels.
+    """
+    template = codes if codes is not None else CNNCodes()
+    single = Path(data) if isinstance(data, (str, Path)) else None
+    if single is not None and single.is_file() and is_codes_file(single):
+        content = read_codes_file(single) if read_codes else read_codes_header(single)
+        if content.labels is None or content.class_names is None:
+            message = f"{single}: the codes file has no labels; extract from a class-per-folder tree or a labelled CSV"
+            raise InputError(message)
+        transformer = _codes_from_spec(content.spec, template).fit()
+        return LabelledCodes(content.codes, content.labels, content.class_names, content.paths, transformer,
+                             content.spec, content.failures, single)
+    dataset = load_dataset(data)
+    if dataset.labels is None or dataset.class_names is None:
+        message = f"{data}: no labels; give a folder with one subfolder per class, or a CSV of path,label rows"
+        raise InputError(message)
+    transformer = CNNCodes(**{**template.get_params(), "on_error": "drop"}).fit()
+    result = transformer.extract(dataset)
+    transformer.set_params(on_error=template.on_error).fit()
+    return LabelledCodes(result.codes, result.labels, dataset.class_names, result.paths, transformer,
+                         result.spec, result.failures)
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` made."""
+
+    bundle: ModelBundle
+    path: Path | None
+    n_samples: int
+    failures: list[tuple[str, str]]
+    cv_accuracy: float | None  # mean accuracy of the best hyperparameter in the inner cross-validation
+    best_params: dict[str, Any]
+
+    def summary(self) -> str:
+        """One line for the command line."""
+        cv = f", cross-validated accuracy {self.cv_accuracy:.4f}" if self.cv_accuracy is not None else ""
+        params = f" ({', '.join(f'{k}={v}' for k, v in self.best_params.items())})" if self.best_params else ""
+        where = f" -> {self.path}" if self.path else ""
+        return (f"trained {self.bundle.head} on {self.n_samples} images, {len(self.bundle.class_names)} classes"
+                f"{cv}{params}, {len(self.failures)} failed{where}")
+
+
+def _backbone_sha256(codes: CNNCodes) -> str:
+    return sha256_file(ensure_model_file(resolve_backbone(codes.model)))
+
+
+def train(
+    data: str | Path | Sequence[str | Path],
+    *,
+    head: str = "logistic",
+    codes: CNNCodes | None = None,
+    cv: int | None = 5,
+    class_weight: str | None = None,
+    scaling: str | None = None,
+    output: str | Path | None = None,
+    random_state: int = 0,
+    n_jobs: int | None = None,
+    chunk_rows: int = 4096,
+) -> TrainResult:
+    """Train a head on the codes of labelled images; optionally save the model.
+
+    Parameters
+    ----------
+    data : str, Path or sequence
+        A class-per-folder tree, a labelled CSV, or a codes file from ``extract``.
+    head : str, default="logistic"
+        A preset of :func:`cnncodes.make_head`. ``"sgd"`` on a codes file trains out
+        of core: ``chunk_rows`` rows in memory at a time.
+    codes : CNNCodes or None, default=None
+        Backbone, layer, views, pooling... (default: EfficientNet-Lite0 penultimate).
+    cv : int or None, default=5
+        Stratified folds that choose the head's hyperparameter; None keeps the preset.
+    class_weight : {"balanced"} or None, default=None
+    scaling : str or None, default=None
+        Override the head's scaling (see :func:`cnncodes.make_head`).
+    output : str, Path or None, default=None
+        Save the model there (joblib bundle).
+    random_state : int, default=0
+    n_jobs : int or None, default=None
+    chunk_rows : int, default=4096
+
+    Returns
+    -------
+    TrainResult
+
+    Examples
+    --------
+    >>> result = train("../shared/data/hymenoptera/train", output="/tmp/ants_bees.joblib")  # doctest: +SKIP
+    """
+    out_of_core = head == "sgd"
+    labelled = load_labelled_codes(data, codes, read_codes=not out_of_core)
+    out_of_core = out_of_core and labelled.source is not None
+    classes = np.arange(len(labelled.class_names))
+    if out_of_core:
+        weights = None
+        if class_weight == "balanced":
+            weights = dict(zip(classes, compute_class_weight("balanced", classes=classes, y=labelled.y)))
+        fitted = fit_out_of_core(lambda: iter_codes_file(labelled.source, chunk_rows), classes,
+                                 class_weight=weights, random_state=random_state)
+        cv_accuracy, best_params = None, {}
+    else:
+        fitted = make_head(head, cv=cv, scaling=scaling, class_weight=class_weight, random_state=random_state,
+                           n_jobs=n_jobs).fit(labelled.X, labelled.y)
+        search = fitted.steps[-1][1]
+        cv_accuracy = float(search.best_score_) if isinstance(search, GridSearchCV) else None
+        best_params = dict(search.best_params_) if isinstance(search, GridSearchCV) else {}
+    pipeline = Pipeline([("codes", labelled.codes), ("head", fitted)])
+    bundle = ModelBundle(
+        pipeline=pipeline, class_names=labelled.class_names, spec=labelled.spec, backbone=labelled.codes.model,
+        backbone_sha256=_backbone_sha256(labelled.codes), head=head,
+        metrics={"cv_accuracy": cv_accuracy, "best_params": best_params, "n_samples": int(len(labelled.y))},
+    )
+    path = save_model(bundle, output) if output is not None else None
+    return TrainResult(bundle, path, int(len(labelled.y)), labelled.failures, cv_accuracy, best_params)
+
+
+def _scores(head: Any, X: np.ndarray, n_classes: int) -> tuple[np.ndarray, str]:
+    """Class scores: probabilities where the head has them, else decision scores."""
+    if hasattr(head, "predict_proba"):
+        try:
+            return head.predict_proba(X), "probability"
+        except AttributeError:  # e.g. a hinge-loss SGD exposes the method but cannot use it
+            pass
+    scores = head.decision_function(X)
+    if scores.ndim == 1:  # binary: one margin for the positive class
+        scores = np.stack([-scores, scores], axis=1)
+    return scores, "decision score"
+
+
+def _runtime_codes(bundle: ModelBundle, cache: bool | str | Path, device: str) -> CNNCodes:
+    return bundle.pipeline.named_steps["codes"].set_params(cache=cache, device=device, on_error="drop").fit()
+
+
+@dataclass
+class EvaluationResult:
+    """The report of a model on labelled data."""
+
+    report: Report
+    failures: list[tuple[str, str]]
+    files: list[Path] = field(default_factory=list)  # written with report_dir
+
+
+def evaluate(
+    model: str | Path | ModelBundle,
+    data: str | Path | Sequence[str | Path],
+    *,
+    report_dir: str | Path | None = None,
+    cache: bool | str | Path = True,
+    device: str = "auto",
+) -> EvaluationResult:
+    """Score a saved model on labelled images or on a codes file of the same feature set.
+
+    Returns
+    -------
+    EvaluationResult
+        Accuracy, balanced accuracy, macro F1, top-k, per-class figures, confusion matrix.
+
+    Raises
+    ------
+    InputError
+        If the data holds a class the model does not know, or a codes file of
+        another feature set.
+    """
+    bundle = model if isinstance(model, ModelBundle) else load_model(model)
+    codes = _runtime_codes(bundle, cache, device)
+    labelled = load_labelled_codes(data, codes)
+    if labelled.source is not None and labelled.spec.get("layers") != bundle.spec.get("layers"):
+        message = f"{labelled.source}: its codes are of another feature set than the model's; evaluate on the images instead"
+        raise InputError(message)
+    unknown = sorted(set(labelled.class_names) - set(bundle.class_names))
+    if unknown:
+        message = f"{data}: classes {', '.join(unknown)} are not among the model's ({', '.join(bundle.class_names)})"
+        raise InputError(message)
+    remap = np.array([bundle.class_names.index(name) for name in labelled.class_names])
+    y_true = remap[labelled.y]
+    head = bundle.pipeline.named_steps["head"]
+    scores, _ = _scores(head, labelled.X, len(bundle.class_names))
+    report = make_report(y_true, head.predict(labelled.X), bundle.class_names, scores)
+    files = write_report(report, report_dir) if report_dir is not None else []
+    return EvaluationResult(report, labelled.failures, files)
+
+
+@dataclass
+class Prediction:
+    """Top classes of one image."""
+
+    path: str
+    top: list[tuple[str, float]]  # (class name, score), best first
+
+
+@dataclass
+class PredictionResult:
+    """Predictions of a model on images."""
+
+    predictions: list[Prediction]
+    score_kind: str  # "probability" or "decision score"
+    failures: list[tuple[str, str]]
+
+
+def predict(
+    model: str | Path | ModelBundle,
+    inputs: str | Path | Sequence[Any],
+    *,
+    top_k: int = 5,
+    cache: bool | str | Path = True,
+    device: str = "auto",
+) -> PredictionResult:
+    """Predict the classes of images with a saved model.
+
+    Parameters
+    ----------
+    model : str, Path or ModelBundle
+    inputs : str, Path or sequence
+        Image files and folders (folders are searched), a CSV, or arrays.
+    top_k : int, default=5
+        How many classes per image (at most the number of classes).
+
+    Returns
+    -------
+    PredictionResult
+        Per image the top-k class names with probabilities, or decision scores
+        where the head has no probabilities (``score_kind`` says which).
+    """
+    bundle = model if isinstance(model, ModelBundle) else load_model(model)
+    codes = _runtime_codes(bundle, cache, device)
+    sources = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+    if sources and all(isinstance(s, (str, Path)) for s in sources):
+        result = codes.extract(load_dataset(sources).paths)
+    else:
+        result = codes.extract(sources)
+    head = bundle.pipeline.named_steps["head"]
+    if not len(result.codes):
+        return PredictionResult([], "probability", result.failures)
+    scores, kind = _scores(head, result.codes, len(bundle.class_names))
+    k = min(top_k, len(bundle.class_names))
+    order = np.argsort(-scores, axis=1)[:, :k]
+    predictions = [
+        Prediction(path, [(bundle.class_names[c], float(row[c])) for c in ranked])
+        for path, row, ranked in zip(result.paths, scores, order)
+    ]
+    return PredictionResult(predictions, kind, result.failures)
+
