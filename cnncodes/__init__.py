@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from .backbones import BackboneSpec, TapSpec, get_backbone, imagenet_class_names, list_backbones, models_dir
 from .cache import (
     CodeCache,
@@ -45,10 +43,7 @@ from .runtime import DEVICES
 from .weights import load_state_dict
 from .zoo import ensure_model_file, export_model, fetch_model, list_layers, list_models
 
-try:
-    __version__ = version("cnncodes")
-except PackageNotFoundError:  # running from a checkout without installing
-    __version__ = "0.0.0"
+from .version import VERSION as __version__
 
 __all__ = [
     "__version__",

@@ -332,3 +332,155 @@ def cache_rm(fingerprint: str | None, remove_all: bool, cache_dir: Path | None) 
         raise click.UsageError("give a FINGERPRINT prefix or --all")
     removed = cnncodes.remove_cache(cache_dir, "" if remove_all else fingerprint or "")
     click.echo(f"removed {len(removed)} feature sets ({sum(i.n_bytes for i in removed) / 1e6:.1f} MB)")
+
+
+def _codes_from_options(model: str, layers: tuple[str, ...], pooling: str, grid: int | None, views: str, combine: str,
+                        normalize: str, dtype: str, batch_size: int | None, device: str, cache_dir: Path | None,
+                        no_cache: bool) -> cnncodes.CNNCodes:
+    layer: Any = _default(cnncodes.extract, "layer") if not layers else (layers[0] if len(layers) == 1 else tuple(layers))
+    return cnncodes.CNNCodes(model=model, layer=layer, pooling=pooling, grid=grid, views=views, combine=combine,
+                             normalize=normalize, dtype=dtype, batch_size=batch_size, device=device,
+                             cache=_cache_argument(cache_dir, no_cache))
+
+
+def _echo_failures(failures: list[tuple[str, str]]) -> None:
+    for path, reason in failures:
+        click.echo(f"failed: {path}: {reason}", err=True)
+
+
+@cli.command()
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--head", type=click.Choice(sorted(cnncodes.HEADS)), default=_default(cnncodes.train, "head"), show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (joblib).")
+@backbone_options
+@run_options
+@click.option("--cv", type=click.IntRange(min=2), default=_default(cnncodes.train, "cv"), show_default=True,
+              help="Folds that choose the head's hyperparameter.")
+@click.option("--class-weight", type=click.Choice(["balanced"]), default=None, help="Weigh classes for imbalanced data.")
+@json_option
+@_library_errors
+def train(data: tuple[Path, ...], head: str, output: Path, cv: int, class_weight: str | None, as_json: bool,
+          **code_options: Any) -> None:
+    """Train a head on the codes of labelled images (or a codes file) and save the model.
+
+    \b
+    Example:
+        cnncodes train ../shared/data/hymenoptera/train --head linear-svm -o model.joblib
+    """
+    codes = _codes_from_options(**code_options)
+    result = cnncodes.train(data[0] if len(data) == 1 else list(data), head=head, codes=codes, cv=cv,
+                            class_weight=class_weight, output=output)
+    _echo_failures(result.failures)
+    click.echo(result.summary(), err=as_json)
+    if as_json:
+        _emit_json({"output": str(result.path), "n_samples": result.n_samples, "cv_accuracy": result.cv_accuracy,
+                    "best_params": result.best_params, "failed": len(result.failures)})
+
+
+def _report_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Also write JSON and PNG plots into this folder.")(function)
+
+
+@cli.command()
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@_report_option
+@click.option("--device", type=click.Choice(cnncodes.DEVICES), default="auto", show_default=True)
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Cache folder.")
+@json_option
+@_library_errors
+def evaluate(model_file: Path, data: tuple[Path, ...], report_dir: Path | None, device: str, cache_dir: Path | None,
+             as_json: bool) -> None:
+    """Score a model on labelled images (or a codes file): accuracy, balanced accuracy, F1, confusion matrix.
+
+    \b
+    Example:
+        cnncodes evaluate model.joblib ../shared/data/hymenoptera/val --report report/
+    """
+    result = cnncodes.evaluate(model_file, data[0] if len(data) == 1 else list(data), report_dir=report_dir,
+                               cache=cache_dir if cache_dir else True, device=device)
+    _echo_failures(result.failures)
+    if as_json:
+        _emit_json({**result.report.as_dict(), "failed": len(result.failures)})
+        return
+    click.echo(result.report.table())
+
+
+@cli.command()
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--top-k", type=click.IntRange(min=1), default=_default(cnncodes.predict, "top_k"), show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--device", type=click.Choice(cnncodes.DEVICES), default="auto", show_default=True)
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Cache folder.")
+@click.pass_context
+@_library_errors
+def predict(context: click.Context, model_file: Path, images: tuple[Path, ...], top_k: int, output_format: str,
+            device: str, cache_dir: Path | None) -> None:
+    """Predict the top classes of images (files or folders) with a model.
+
+    \b
+    Example:
+        cnncodes predict model.joblib photo.jpg more_photos/ --top-k 2 --format json
+    """
+    result = cnncodes.predict(model_file, list(images), top_k=top_k, cache=cache_dir if cache_dir else True, device=device)
+    _echo_failures(result.failures)
+    if output_format == "json":
+        _emit_json({"score": result.score_kind, "predictions": [
+            {"path": p.path, "top": [{"class": name, "score": score} for name, score in p.top]} for p in result.predictions]})
+    elif output_format == "csv":
+        click.echo("path,rank,class,score")
+        for p in result.predictions:
+            for rank, (name, score) in enumerate(p.top, 1):
+                click.echo(f"{json.dumps(p.path)},{rank},{json.dumps(name)},{score:.6f}")
+    else:
+        rows = [[p.path, *(f"{name} {score:.3f}" for name, score in p.top)] for p in result.predictions]
+        click.echo(_table(["path", *(f"top {i} ({result.score_kind})" for i in range(1, len(rows[0]) if rows else 2))], rows))
+    if result.failures:
+        context.exit(_EXIT_SOME_FAILED)
+
+
+@cli.command()
+@click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--models", "models_", multiple=True, help="Backbone to try; repeat. [default: efficientnet_lite0]")
+@click.option("--layers", "layer_sets", multiple=True, help="Layer set to try; repeat; 'stage4+penultimate' concatenates. [default: every stage and the default tap]")
+@click.option("--heads", multiple=True, type=click.Choice(sorted(cnncodes.HEADS)), help="Head to try; repeat. [default: logistic]")
+@click.option("--val", type=click.Path(exists=True, path_type=Path), default=None, help="Score on this labelled split instead of CV.")
+@click.option("--cv", type=click.IntRange(min=2), default=_default(cnncodes.sweep, "cv"), show_default=True)
+@click.option("--groups", default=None, help="Regex on file names naming groups (e.g. patients) kept within one fold.")
+@click.option("--class-weight", type=click.Choice(["balanced"]), default=None)
+@click.option("--no-baseline", is_flag=True, help="Skip the raw-pixel (no transfer) baseline.")
+@click.option("--pooling", type=click.Choice(cnncodes.POOLINGS), default=_default(cnncodes.extract, "pooling"), show_default=True)
+@click.option("--views", type=click.Choice(cnncodes.VIEWS), default=_default(cnncodes.extract, "views"), show_default=True)
+@run_options
+@_report_option
+@click.option("--all", "show_all", is_flag=True, help="Show every hyperparameter value, not only the best per combination.")
+@json_option
+@_library_errors
+def sweep(data: tuple[Path, ...], models_: tuple[str, ...], layer_sets: tuple[str, ...], heads: tuple[str, ...],
+          val: Path | None, cv: int, groups: str | None, class_weight: str | None, no_baseline: bool, pooling: str,
+          views: str, batch_size: int | None, device: str, cache_dir: Path | None, no_cache: bool,
+          report_dir: Path | None, show_all: bool, as_json: bool) -> None:
+    """Rank every backbone x layer x head on cached codes, beside a raw-pixel baseline.
+
+    \b
+    Example:
+        cnncodes sweep ../shared/data/chest_xray/train --heads logistic --heads linear-svm --class-weight balanced
+    """
+    codes = cnncodes.CNNCodes(pooling=pooling, views=views, batch_size=batch_size, device=device,
+                              cache=_cache_argument(cache_dir, no_cache))
+    result = cnncodes.sweep(data[0] if len(data) == 1 else list(data), models=models_ or _default(cnncodes.sweep, "models"),
+                            layers=layer_sets or None, heads=heads or _default(cnncodes.sweep, "heads"), codes=codes,
+                            val=val, cv=cv, groups=groups, class_weight=class_weight, baseline=not no_baseline,
+                            report_dir=report_dir)
+    if as_json:
+        _emit_json(result.as_dict())
+        return
+    rows = result.rows if show_all else result.best_per_combination()
+    click.echo(_table(["rank", "model", "features", "head", "params", "dims", "accuracy", "balanced"], [
+        [rank, r.model, r.features, r.head, ", ".join(f"{k}={v}" for k, v in r.params.items()), r.n_features,
+         f"{r.accuracy:.4f}" + (f" ±{r.accuracy_std:.3f}" if r.accuracy_std else ""),
+         f"{r.balanced_accuracy:.4f}" + (f" ±{r.balanced_accuracy_std:.3f}" if r.balanced_accuracy_std else "")]
+        for rank, r in enumerate(rows, 1)]))
+    click.echo(result.recommendation())

@@ -194,6 +194,9 @@ def _key(item: _Item) -> tuple[str, os.stat_result | None]:
 class Extractor:
     """Turns images into codes for one backbone and set of options; owns the session and cache.
 
+    ``Extractor.n_inferred_total`` counts the images every extractor of this process ran
+    through a model (not served from the cache).
+
     Parameters
     ----------
     options : ExtractionOptions
@@ -213,6 +216,8 @@ class Extractor:
     progress : bool or None, default=None
         Progress line on stderr; None shows it only on a terminal.
     """
+
+    n_inferred_total = 0
 
     def __init__(
         self,
@@ -252,7 +257,7 @@ class Extractor:
         self._session: Session | None = None
         self._session_lock = threading.Lock()
         self._model_path: Path | None = None
-        self.n_inferred = 0  # images run through the model by this extractor (tests count it)
+        self.n_inferred = 0  # images run through the model by this extractor
 
     # -- specs ------------------------------------------------------------------
     @property
@@ -342,6 +347,7 @@ class Extractor:
         """Run one batch of views; return per-tap codes (n_images, length)."""
         outputs = self._get_session().run(pixels)
         self.n_inferred += n_images
+        Extractor.n_inferred_total += n_images
         options, per_tap = self.options, []
         for tap in self.taps:
             spec_relu = tap.relu_by_default if options.relu is None else options.relu

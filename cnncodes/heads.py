@@ -47,7 +47,7 @@ HEADS: dict[str, tuple[Any, dict[str, list[Any]], str]] = {
                       {"max_features": ["sqrt", 0.05]}, "none"),
     "extra-trees": (lambda rs, cw: ExtraTreesClassifier(n_estimators=300, class_weight=cw, random_state=rs, n_jobs=-1),
                     {"max_features": ["sqrt", 0.05]}, "none"),
-    "hist-gb": (lambda rs, cw: HistGradientBoostingClassifier(class_weight=cw, random_state=rs, early_stopping=True),
+    "hist-gb": (lambda rs, cw: HistGradientBoostingClassifier(class_weight=cw, random_state=rs),
                 {"learning_rate": [0.05, 0.2]}, "none"),
     "sgd": (lambda rs, cw: SGDClassifier(loss="hinge", alpha=1e-3, class_weight=cw, random_state=rs), {"alpha": [1e-4, 1e-3, 1e-2]},
             "standardize"),

@@ -16,6 +16,7 @@ import sklearn
 from .errors import ModelFileError, ModelMismatchError, ModelMismatchWarning
 from .fingerprint import sha256_file
 from .runtime import onnxruntime_version
+from .version import VERSION
 from .zoo import ensure_model_file, resolve_backbone
 
 __all__ = ["MODEL_FORMAT", "ModelBundle", "save_model", "load_model"]
@@ -25,9 +26,7 @@ MODEL_FORMAT_VERSION = 1
 
 
 def _versions() -> dict[str, str]:
-    from . import __version__
-
-    return {"cnncodes": __version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__,
+    return {"cnncodes": VERSION, "scikit-learn": sklearn.__version__, "numpy": np.__version__,
             "onnxruntime": onnxruntime_version()}
 
 

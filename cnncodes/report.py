@@ -136,8 +136,8 @@ def write_report(report: Report, folder: Path | str) -> list[Path]:
     return [json_path, confusion_path, f1_path]
 
 
-def plot_sweep(rows: Sequence[dict[str, Any]], path: Path | str) -> Path:
-    """A layer x head chart of cross-validated accuracy (one group of bars per feature set)."""
+def plot_sweep(rows: Sequence[dict[str, Any]], path: Path | str, ylabel: str = "balanced accuracy") -> Path:
+    """A layer x head chart of scores (one group of bars per feature set, one bar per head)."""
     plt = _pyplot()
     features = list(dict.fromkeys(row["features"] for row in rows))
     heads = list(dict.fromkeys(row["head"] for row in rows))
@@ -147,7 +147,7 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path | str) -> Path:
         values = [next((r["accuracy"] for r in rows if r["features"] == f and r["head"] == head), 0.0) for f in features]
         axes.bar(np.arange(len(features)) + h * width, values, width, label=head)
     axes.set_xticks(np.arange(len(features)) + width * (len(heads) - 1) / 2, features, rotation=30, ha="right")
-    axes.set_ylabel("cross-validated accuracy")
+    axes.set_ylabel(ylabel)
     low = min((r["accuracy"] for r in rows), default=0.0)
     axes.set_ylim(max(0.0, low - 0.05), 1.0)
     axes.legend(fontsize="small")

@@ -231,7 +231,7 @@ def sweep(
         (folder / "sweep.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
         chart_rows = [{"features": f"{r.model} {r.features}" if r.model != "-" else r.features, "head": r.head,
                        "accuracy": r.balanced_accuracy} for r in result.best_per_combination()]
-        result.files = [folder / "sweep.json", plot_sweep(chart_rows, folder / "sweep.png")]
+        result.files = [folder / "sweep.json", plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({protocol})")]
     return result
 
 

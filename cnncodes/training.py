@@ -153,7 +153,10 @@ def train(
 
     Examples
     --------
-    >>> result = train("../shared/data/hymenoptera/train", output="/tmp/ants_bees.joblib")  # doctest: +SKIP
+    >>> import tempfile
+    >>> result = train("../shared/data/hymenoptera/train", codes=CNNCodes(cache=tempfile.mkdtemp()))
+    >>> result.n_samples, result.bundle.class_names
+    (245, ['ants', 'bees'])
     """
     out_of_core = head == "sgd"
     labelled = load_labelled_codes(data, codes, read_codes=not out_of_core)
