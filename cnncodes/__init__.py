@@ -34,9 +34,10 @@ from .heads import HEADS, fit_out_of_core, make_head
 from .persist import ModelBundle, load_model, save_model
 from .report import Report, make_report, write_report
 from .training import EvaluationResult, Prediction, PredictionResult, TrainResult, evaluate, load_labelled_codes, predict, train
-from .sweep import SweepResult, SweepRow, sweep
+from .sweep import BASELINE, SweepResult, SweepRow, sweep
 from .transformer import CNNCodes
-from .extract import ExtractionOptions, ExtractionResult, Extractor, extract
+from .api import extract
+from .extract import ExtractionOptions, ExtractionResult, Extractor
 from .images import VIEWS
 from .pooling import COMBINES, NORMALIZATIONS, POOLINGS
 from .runtime import DEVICES
@@ -80,6 +81,7 @@ __all__ = [
     "PredictionResult",
     "load_labelled_codes",
     "sweep",
+    "BASELINE",
     "SweepResult",
     "SweepRow",
     "VIEWS",

@@ -85,6 +85,12 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+def dask_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--dask``: a scheduler address, or local:N for a local cluster of N worker processes."""
+    return click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local:N",
+                        help="Run on a dask cluster (needs cnncodes[dask]).")(function)
+
+
 def _cache_argument(cache_dir: Path | None, no_cache: bool) -> Any:
     return False if no_cache else (cache_dir if cache_dir is not None else True)
 
@@ -200,12 +206,14 @@ def export(name: str, weights: str, output: Path | None) -> None:
 @backbone_options
 @run_options
 @click.option("--strict", is_flag=True, help="Stop at the first bad image.")
+@dask_option
 @json_option
 @click.pass_context
 @_library_errors
 def extract(context: click.Context, data: tuple[Path, ...], output: Path | None, model: str, layers: tuple[str, ...],
             pooling: str, grid: int | None, views: str, combine: str, normalize: str, dtype: str, batch_size: int,
-            device: str, cache_dir: Path | None, no_cache: bool, strict: bool, as_json: bool) -> None:
+            device: str, cache_dir: Path | None, no_cache: bool, strict: bool, dask_address: str | None,
+            as_json: bool) -> None:
     """Turn images into CNN codes (cached), optionally writing a codes file.
 
     DATA is a folder (one subfolder per class gives labels), a CSV of path[,label]
@@ -215,12 +223,14 @@ def extract(context: click.Context, data: tuple[Path, ...], output: Path | None,
     Example:
         cnncodes extract photos/ -o codes.h5
         cnncodes extract photos/ -o codes.h5 --layer stage4 --layer penultimate --views flip
+        cnncodes extract photos/ -o codes.h5 --dask local:2
     """
     result = cnncodes.extract(
         data[0] if len(data) == 1 else list(data), model=model, layer=list(layers) or _default(cnncodes.extract, "layer"),
         pooling=pooling, grid=grid, views=views, combine=combine, normalize=normalize, dtype=dtype,
         cache=_cache_argument(cache_dir, no_cache), batch_size=batch_size, device=device,
         on_error="raise" if strict else "skip", progress=None if not as_json else False, output=output,
+        client=dask_address,
     )
     for path, reason in result.failures:
         click.echo(f"failed: {path}: {reason}", err=True)
@@ -357,10 +367,11 @@ def _echo_failures(failures: list[tuple[str, str]]) -> None:
 @click.option("--cv", type=click.IntRange(min=2), default=_default(cnncodes.train, "cv"), show_default=True,
               help="Folds that choose the head's hyperparameter.")
 @click.option("--class-weight", type=click.Choice(["balanced"]), default=None, help="Weigh classes for imbalanced data.")
+@dask_option
 @json_option
 @_library_errors
-def train(data: tuple[Path, ...], head: str, output: Path, cv: int, class_weight: str | None, as_json: bool,
-          **code_options: Any) -> None:
+def train(data: tuple[Path, ...], head: str, output: Path, cv: int, class_weight: str | None, dask_address: str | None,
+          as_json: bool, **code_options: Any) -> None:
     """Train a head on the codes of labelled images (or a codes file) and save the model.
 
     \b
@@ -369,7 +380,7 @@ def train(data: tuple[Path, ...], head: str, output: Path, cv: int, class_weight
     """
     codes = _codes_from_options(**code_options)
     result = cnncodes.train(data[0] if len(data) == 1 else list(data), head=head, codes=codes, cv=cv,
-                            class_weight=class_weight, output=output)
+                            class_weight=class_weight, output=output, client=dask_address)
     _echo_failures(result.failures)
     click.echo(result.summary(), err=as_json)
     if as_json:
@@ -456,12 +467,13 @@ def predict(context: click.Context, model_file: Path, images: tuple[Path, ...], 
 @run_options
 @_report_option
 @click.option("--all", "show_all", is_flag=True, help="Show every hyperparameter value, not only the best per combination.")
+@dask_option
 @json_option
 @_library_errors
 def sweep(data: tuple[Path, ...], models_: tuple[str, ...], layer_sets: tuple[str, ...], heads: tuple[str, ...],
           val: Path | None, cv: int, groups: str | None, class_weight: str | None, no_baseline: bool, pooling: str,
           views: str, batch_size: int | None, device: str, cache_dir: Path | None, no_cache: bool,
-          report_dir: Path | None, show_all: bool, as_json: bool) -> None:
+          report_dir: Path | None, show_all: bool, dask_address: str | None, as_json: bool) -> None:
     """Rank every backbone x layer x head on cached codes, beside a raw-pixel baseline.
 
     \b
@@ -473,7 +485,7 @@ def sweep(data: tuple[Path, ...], models_: tuple[str, ...], layer_sets: tuple[st
     result = cnncodes.sweep(data[0] if len(data) == 1 else list(data), models=models_ or _default(cnncodes.sweep, "models"),
                             layers=layer_sets or None, heads=heads or _default(cnncodes.sweep, "heads"), codes=codes,
                             val=val, cv=cv, groups=groups, class_weight=class_weight, baseline=not no_baseline,
-                            report_dir=report_dir)
+                            report_dir=report_dir, client=dask_address)
     if as_json:
         _emit_json(result.as_dict())
         return

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .backbones import BackboneSpec, TapSpec
-from .cache import CodeCache, CodesFile, FeatureSet, write_codes_file
+from .cache import CodeCache, CodesFile, FeatureSet
 from .datasets import Dataset, load_dataset
 from .errors import CnnCodesError, ImageDecodeError, InputError
 from .fingerprint import sha256_array, sha256_file
@@ -27,7 +27,7 @@ from .runtime import DEVICES, Session
 from .taps import prepare_model
 from .zoo import ensure_model_file, model_file_path, resolve_backbone
 
-__all__ = ["ExtractionOptions", "ExtractionResult", "Extractor", "extract", "DEFAULT_BATCH_SIZE"]
+__all__ = ["ExtractionOptions", "ExtractionResult", "ExtractionPlan", "Extractor", "DEFAULT_BATCH_SIZE"]
 
 logger = logging.getLogger("cnncodes")
 
@@ -126,6 +126,31 @@ class _Item:
     name: str
     source: Any  # Path, ndarray or PIL image
     key: str | None = None
+
+
+@dataclass
+class ExtractionPlan:
+    """One extraction in progress: inputs with keys, codes filled so far, and what is left to compute."""
+
+    items: list[_Item]
+    labels: np.ndarray | None
+    class_names: list[str] | None
+    codes: list[np.ndarray]  # one (n, length) block per tap, filled in place
+    ok: np.ndarray  # rows that have codes
+    progress: "_Progress"
+    feature_sets: list[FeatureSet]
+    on_error: str = "skip"
+    failures: dict[int, str] = field(default_factory=dict)
+    todo: list[int] = field(default_factory=list)  # positions still to compute
+    n_from_cache: int = 0
+    start: float = field(default_factory=time.monotonic)
+
+    def fail(self, index: int, error: CnnCodesError) -> None:
+        """Record a failed input (or raise it, with ``on_error="raise"``)."""
+        if self.on_error == "raise":
+            raise error
+        self.failures[index] = str(error).removeprefix(f"{self.items[index].name}: ")
+        self.progress.update(done=1, failed=1)
 
 
 class _Progress:
@@ -375,37 +400,47 @@ class Extractor:
         return state
 
     def run(self, inputs: Any) -> ExtractionResult:
-        """Extract codes for ``inputs`` (see :func:`extract` for the accepted forms)."""
-        start = time.monotonic()
-        items, labels, class_names = _as_items(inputs)
-        n = len(items)
-        lengths = [self._tap_length(tap) for tap in self.taps]
-        codes = [np.zeros((n, length), np.float32) for length in lengths]
-        ok = np.zeros(n, dtype=bool)
-        failures: dict[int, str] = {}
-        progress = _Progress(n, sys.stderr.isatty() if self.progress is None else self.progress)
-
-        def fail(index: int, error: CnnCodesError) -> None:
-            if self.on_error == "raise":
-                raise error
-            failures[index] = str(error).removeprefix(f"{items[index].name}: ")
-            progress.update(done=1, failed=1)
-
-        feature_sets = [self.cache.feature_set(self.tap_spec(t)) for t in self.taps] if self.cache else []
+        """Extract codes for ``inputs`` (see :func:`cnncodes.extract` for the accepted forms)."""
+        plan = self.plan(inputs)
         try:
             with ThreadPoolExecutor(self.n_workers) as pool_:
-                self._set_keys(items, pool_, fail)
-                todo = [i for i in range(n) if i not in failures]
-                if feature_sets:
-                    todo = self._read_cached(items, todo, codes, ok, feature_sets)
-                    progress.update(done=int(ok.sum()), cached=int(ok.sum()))
-                n_from_cache = int(ok.sum())
-                self._compute(items, todo, codes, ok, feature_sets, pool_, fail, progress)
+                self._compute(plan, pool_)
         finally:  # whatever stops the run, keep what was computed
-            for fs in feature_sets:
-                fs.flush()
-        progress.close()
-        rows = np.flatnonzero(ok)
+            self.flush(plan)
+        return self.finish(plan)
+
+    def plan(self, inputs: Any) -> ExtractionPlan:
+        """Name and key every input and fill what the cache holds; ``plan.todo`` is what is left."""
+        items, labels, class_names = _as_items(inputs)
+        n = len(items)
+        plan = ExtractionPlan(
+            items=items, labels=labels, class_names=class_names,
+            codes=[np.zeros((n, self._tap_length(tap)), np.float32) for tap in self.taps],
+            ok=np.zeros(n, dtype=bool),
+            progress=_Progress(n, sys.stderr.isatty() if self.progress is None else self.progress),
+            feature_sets=[self.cache.feature_set(self.tap_spec(t)) for t in self.taps] if self.cache else [],
+            on_error=self.on_error,
+        )
+        with ThreadPoolExecutor(self.n_workers) as pool_:
+            self._set_keys(items, pool_, plan.fail)
+        plan.todo = [i for i in range(n) if i not in plan.failures]
+        if plan.feature_sets:
+            plan.todo = self._read_cached(items, plan.todo, plan.codes, plan.ok, plan.feature_sets)
+            plan.progress.update(done=int(plan.ok.sum()), cached=int(plan.ok.sum()))
+        plan.n_from_cache = int(plan.ok.sum())
+        return plan
+
+    @staticmethod
+    def flush(plan: ExtractionPlan) -> None:
+        """Write the pending shards of every feature set of ``plan``."""
+        for fs in plan.feature_sets:
+            fs.flush()
+
+    def finish(self, plan: ExtractionPlan) -> ExtractionResult:
+        """The result of a plan whose ``todo`` items were computed (or failed)."""
+        plan.progress.close()
+        items, codes, n = plan.items, plan.codes, len(plan.items)
+        rows = np.flatnonzero(plan.ok)
         if len(codes) == 1 and rows.size == n:  # the common case: no copy of what may be a large array
             all_codes = codes[0]
         else:
@@ -415,12 +450,12 @@ class Extractor:
             paths=[items[i].name for i in rows],
             keys=[items[i].key or "" for i in rows],
             indices=rows,
-            labels=labels[rows] if labels is not None else None,
-            class_names=class_names,
-            failures=[(items[i].name, failures[i]) for i in sorted(failures)],
+            labels=plan.labels[rows] if plan.labels is not None else None,
+            class_names=plan.class_names,
+            failures=[(items[i].name, plan.failures[i]) for i in sorted(plan.failures)],
             n_images=n,
-            n_from_cache=n_from_cache,
-            elapsed_s=time.monotonic() - start,
+            n_from_cache=plan.n_from_cache,
+            elapsed_s=time.monotonic() - plan.start,
             spec=self.spec(),
             feature_names=self.feature_names(),
         )
@@ -460,10 +495,10 @@ class Extractor:
         if memo:
             memo.store(hashed)
 
-    def _compute(self, items: list[_Item], todo: list[int], codes: list[np.ndarray], ok: np.ndarray,
-                 feature_sets: list[FeatureSet], pool_: ThreadPoolExecutor,
-                 fail: Callable[[int, CnnCodesError], None], progress: _Progress) -> None:
-        """Decode in the pool, a bounded window ahead of inference; fill ``codes`` in place."""
+    def _compute(self, plan: ExtractionPlan, pool_: ThreadPoolExecutor) -> None:
+        """Decode in the pool, a bounded window ahead of inference; fill the plan's codes in place."""
+        items, todo, codes, ok = plan.items, plan.todo, plan.codes, plan.ok
+        feature_sets, fail, progress = plan.feature_sets, plan.fail, plan.progress
         if not todo:
             return
         batch_size = self.batch_size or _BATCH_SIZE_BY_DEVICE[self._get_session().choice.device]
@@ -516,96 +551,3 @@ def _safe_key(item: _Item) -> tuple[str, os.stat_result | None] | CnnCodesError:
         return _key(item)
     except OSError as error:
         return ImageDecodeError(f"{item.name}: cannot read file ({error.strerror or error})")
-
-
-def extract(
-    inputs: Any,
-    *,
-    model: str = "efficientnet_lite0",
-    layer: str | Sequence[str] = "penultimate",
-    pooling: str = "avg",
-    grid: int | None = None,
-    relu: bool | None = None,
-    views: str = "none",
-    combine: str = "mean",
-    normalize: str = "none",
-    dtype: str = "float32",
-    cache: CodeCache | Path | str | bool | None = True,
-    batch_size: int | None = DEFAULT_BATCH_SIZE,
-    device: str = "auto",
-    n_workers: int | None = None,
-    on_error: str = "skip",
-    progress: bool | None = None,
-    output: Path | str | None = None,
-) -> ExtractionResult:
-    """Turn images into CNN codes, reading what the cache already holds.
-
-    Parameters
-    ----------
-    inputs : str, Path, sequence, ndarray or Dataset
-        A folder (one subfolder per class gives labels), a CSV of ``path[,label]``,
-        a list of image files and folders, an (N, H, W, 3) uint8 array, or a list
-        of H x W x 3 uint8 arrays or PIL images.
-    model : str, default="efficientnet_lite0"
-        A zoo name (``cnncodes models``) or the path of an ``.onnx`` file.
-    layer : str or sequence of str, default="penultimate"
-        One tap, or several whose codes are concatenated (``cnncodes layers MODEL``).
-    pooling : {"avg", "max", "gem"}, default="avg"
-        Spatial pooling of feature maps.
-    grid : int or None, default=None
-        Pool each cell of a grid x grid layout (code length x grid**2).
-    relu : bool or None, default=None
-        None applies ReLU to pre-activation taps only (see the card's non-negative flag).
-    views : {"none", "flip", "5crop", "10crop", "razavian16"}, default="none"
-        Test-time views of each image.
-    combine : {"mean", "sum", "max", "none"}, default="mean"
-        How the views' codes combine; "none" concatenates them.
-    normalize : {"none", "l2", "power"}, default="none"
-        Per-layer code normalization; "power" is signed square root then L2.
-    dtype : {"float32", "float16"}, default="float32"
-        Storage precision in the cache.
-    cache : bool, str, Path, CodeCache or None, default=True
-        True: ``CNNCODES_CACHE`` or the user cache folder; False/None: no cache.
-    batch_size : int or None, default=None
-        Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
-    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
-    n_workers : int or None, default=None
-        Decode threads (default: one per core).
-    on_error : {"skip", "raise"}, default="skip"
-        "skip": a bad image is reported in ``failures`` and gets no row.
-    progress : bool or None, default=None
-        Progress line on stderr (default: only on a terminal).
-    output : str, Path or None, default=None
-        Also write a codes file (HDF5, schema in the README).
-
-    Returns
-    -------
-    ExtractionResult
-        ``codes`` (n_ok, n_features) float32 aligned with ``paths``, ``labels``
-        and ``indices``; ``failures`` as (path, reason).
-
-    Raises
-    ------
-    InputError, UnknownBackboneError, UnknownLayerError
-        Before any work, for a missing input, unknown model or layer, bad option.
-    ImageDecodeError
-        With ``on_error="raise"``, at the first bad image.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> images = np.full((2, 64, 64, 3), 128, np.uint8)
-    >>> result = extract(images, cache=False, progress=False)
-    >>> result.codes.shape
-    (2, 1280)
-    """
-    options = ExtractionOptions(
-        model=model, layer=layer if isinstance(layer, str) else tuple(layer), pooling=pooling, grid=grid,
-        relu=relu, views=views, combine=combine, normalize=normalize, dtype=dtype,
-    )
-    extractor = Extractor(options, cache=cache, batch_size=batch_size, device=device, n_workers=n_workers,
-                          on_error=on_error, progress=progress)
-    result = extractor.run(inputs)
-    if output is not None:
-        write_codes_file(output, result.to_codes_file())
-    return result

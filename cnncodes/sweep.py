@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_validate
 
 from .backbones import get_backbone
+from .distributed import dask_backend
 from .errors import InputError
 from .heads import HEADS, make_head
 from .images import Preprocessing, decode_image, make_views
@@ -115,11 +116,11 @@ def _param_grid(head: str) -> list[dict[str, Any]]:
 
 
 def _score(estimator: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
-           cv: Any, groups: np.ndarray | None) -> tuple[float, float, float, float]:
+           cv: Any, groups: np.ndarray | None, n_jobs: int | None = None) -> tuple[float, float, float, float]:
     if val is not None:
         predicted = clone(estimator).fit(*train).predict(val[0])
         return accuracy_score(val[1], predicted), balanced_accuracy_score(val[1], predicted), 0.0, 0.0
-    scores = cross_validate(estimator, *train, groups=groups, cv=cv, scoring=("accuracy", "balanced_accuracy"))
+    scores = cross_validate(estimator, *train, groups=groups, cv=cv, scoring=("accuracy", "balanced_accuracy"), n_jobs=n_jobs)
     acc, bal = scores["test_accuracy"], scores["test_balanced_accuracy"]
     return float(acc.mean()), float(bal.mean()), float(acc.std()), float(bal.std())
 
@@ -150,6 +151,7 @@ def sweep(
     baseline: bool = True,
     report_dir: str | Path | None = None,
     random_state: int = 0,
+    client: Any = None,
 ) -> SweepResult:
     """Score every backbone x layer set x head x hyperparameter on cached codes.
 
@@ -183,6 +185,8 @@ def sweep(
     report_dir : str, Path or None, default=None
         Write ``sweep.json`` and ``sweep.png`` (layer x head chart) there.
     random_state : int, default=0
+    client : dask.distributed.Client, str or None, default=None
+        Run the cross-validation fits on a dask cluster (joblib's dask backend).
 
     Returns
     -------
@@ -212,7 +216,9 @@ def sweep(
             columns = np.concatenate([np.arange(offsets[t], offsets[t] + widths[t]) for t in layer_set.split("+")])
             X = train.X[:, columns]
             val_xy = (held_out.X[:, columns], _remap(held_out, train)) if held_out is not None else None
-            rows += _score_heads(model, layer_set, X, train.y, val_xy, heads, splitter, group_ids, class_weight, random_state)
+            with dask_backend(client) as n_jobs:
+                rows += _score_heads(model, layer_set, X, train.y, val_xy, heads, splitter, group_ids, class_weight,
+                                     random_state, n_jobs)
     if baseline and reference is not None and reference.source is None:
         X = _thumbnails(reference.paths, template.n_workers)
         val_xy = None
@@ -244,14 +250,15 @@ def _remap(held_out: LabelledCodes, train: LabelledCodes) -> np.ndarray:
 
 
 def _score_heads(model: str, features: str, X: np.ndarray, y: np.ndarray, val: Any, heads: Sequence[str],
-                 splitter: Any, groups: np.ndarray | None, class_weight: str | None, random_state: int) -> list[SweepRow]:
+                 splitter: Any, groups: np.ndarray | None, class_weight: str | None, random_state: int,
+                 n_jobs: int | None = None) -> list[SweepRow]:
     rows = []
     for head in heads:
         base = make_head(head, cv=None, class_weight=class_weight, random_state=random_state)
         for params in _param_grid(head):
             start = time.monotonic()
             estimator = clone(base).set_params(**{f"clf__{k}": v for k, v in params.items()})
-            acc, bal, acc_std, bal_std = _score(estimator, (X, y), val, splitter, groups)
+            acc, bal, acc_std, bal_std = _score(estimator, (X, y), val, splitter, groups, n_jobs)
             rows.append(SweepRow(model, features, head, params, int(X.shape[1]), acc, bal, acc_std, bal_std,
                                  time.monotonic() - start))
     return rows

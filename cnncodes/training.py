@@ -13,6 +13,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from .cache import is_codes_file, iter_codes_file, read_codes_file, read_codes_header
 from .datasets import load_dataset
+from .distributed import dask_backend
 from .errors import InputError
 from .fingerprint import sha256_file
 from .heads import fit_out_of_core, make_head
@@ -124,6 +125,7 @@ def train(
     random_state: int = 0,
     n_jobs: int | None = None,
     chunk_rows: int = 4096,
+    client: Any = None,
 ) -> TrainResult:
     """Train a head on the codes of labelled images; optionally save the model.
 
@@ -146,6 +148,9 @@ def train(
     random_state : int, default=0
     n_jobs : int or None, default=None
     chunk_rows : int, default=4096
+    client : dask.distributed.Client, str or None, default=None
+        Run the hyperparameter search on a dask cluster (joblib's dask backend):
+        a Client, a scheduler address or ``"local:N"``. Codes are extracted first.
 
     Returns
     -------
@@ -170,8 +175,9 @@ def train(
                                  class_weight=weights, random_state=random_state)
         cv_accuracy, best_params = None, {}
     else:
-        fitted = make_head(head, cv=cv, scaling=scaling, class_weight=class_weight, random_state=random_state,
-                           n_jobs=n_jobs).fit(labelled.X, labelled.y)
+        with dask_backend(client) as dask_jobs:
+            fitted = make_head(head, cv=cv, scaling=scaling, class_weight=class_weight, random_state=random_state,
+                               n_jobs=dask_jobs or n_jobs).fit(labelled.X, labelled.y)
         search = fitted.steps[-1][1]
         cv_accuracy = float(search.best_score_) if isinstance(search, GridSearchCV) else None
         best_params = dict(search.best_params_) if isinstance(search, GridSearchCV) else {}

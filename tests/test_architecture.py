@@ -12,7 +12,7 @@ LAYERS = {
     "errors": 0, "fingerprint": 0, "version": 0,
     "backbones": 1, "weights": 1, "images": 1, "pooling": 1, "datasets": 1, "download": 1, "filekeys": 1,
     "build_lite": 2, "taps": 2, "runtime": 2, "cache": 2, "export": 2,
-    "zoo": 2.5, "extract": 3, "distributed": 3.5,
+    "zoo": 2.5, "extract": 3, "distributed": 3.5, "api": 3.6,
     "transformer": 4, "heads": 4, "persist": 4, "report": 4, "training": 4.5, "sweep": 4.6,
     "cli": 5, "__main__": 5.1, "__init__": 4.9,
 }

@@ -1,0 +1,108 @@
+"""Distributed extraction and model selection on a real dask LocalCluster of 2 worker processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dask.distributed import Client, LocalCluster
+
+import cnncodes
+from cnncodes.cache import CodeCache
+from cnncodes.errors import InputError
+from tests.conftest import HYMENOPTERA
+
+pytestmark = pytest.mark.usefixtures("default_backbone")
+
+
+@pytest.fixture(scope="module")
+def client() -> Client:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as dask_client:
+            yield dask_client
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory: pytest.TempPathFactory) -> cnncodes.ExtractionResult:
+    return cnncodes.extract(HYMENOPTERA / "val", cache=tmp_path_factory.mktemp("serial"), progress=False)
+
+
+def test_extract_on_cluster_equals_serial(client: Client, serial, tmp_path: Path) -> None:
+    """Check that a 2-worker run gives the serial codes, paths and labels, with shards from both workers in one feature set."""
+    result = cnncodes.extract(HYMENOPTERA / "val", cache=tmp_path / "cache", client=client, partition_size=20, progress=False)
+    assert result.paths == serial.paths and result.labels.tolist() == serial.labels.tolist()
+    np.testing.assert_allclose(result.codes, serial.codes, rtol=0, atol=1e-6)
+    feature_set = next(iter(CodeCache(tmp_path / "cache")))
+    writers = {shard.name.split("-")[1] for shard in (feature_set.path / "shards").glob("*.h5")}
+    assert len(writers) == 2, "both worker processes wrote shards"
+    assert feature_set.verify() == [] and len(feature_set.keys()) == 153
+    again = cnncodes.extract(HYMENOPTERA / "val", cache=tmp_path / "cache", client=client, progress=False)
+    assert again.n_from_cache == 153
+
+
+def test_extract_on_cluster_survives_killed_worker(client: Client, tmp_path: Path) -> None:
+    """Check that killing a worker process mid-run still gives every image exactly once, equal to a serial run."""
+    cache_dir = tmp_path / "cache"
+    paths = sorted(str(p) for p in (HYMENOPTERA / "train").rglob("*.jpg"))
+    pids = list(client.run(os.getpid).values())
+    killed: list[int] = []
+
+    def kill_when_busy() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(cache_dir.glob("*/shards/[!.]*.h5")):
+            time.sleep(0.02)
+        os.kill(pids[0], signal.SIGKILL)
+        killed.append(pids[0])
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    result = cnncodes.extract(paths, cache=cache_dir, client=client, partition_size=10, progress=False)
+    killer.join()
+    assert killed and result.n_failed == 0 and len(result.paths) == len(paths) == len(set(result.keys))
+    serial = cnncodes.extract(paths, cache=tmp_path / "serial", progress=False)
+    np.testing.assert_allclose(result.codes, serial.codes, rtol=0, atol=1e-6)
+    assert pids[0] not in client.run(os.getpid).values()  # the nanny started a new worker process
+
+
+def test_extract_on_cluster_refuses_unshared_cache(tmp_path: Path) -> None:
+    """Check the shared-cache check against a real worker that sees another filesystem (its own mount namespace)."""
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster, Client(cluster) as dask_client:
+        command = f"mount -t tmpfs none {cache_dir} && exec {sys.executable} -m distributed.cli.dask_worker {cluster.scheduler_address} --nworkers 1 --nthreads 1 --no-dashboard"
+        worker = subprocess.Popen(["unshare", "--mount", "sh", "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            dask_client.wait_for_workers(1, timeout=60)
+            expected = f"{cache_dir}: the cache must be on a filesystem every dask worker shares ("
+            with pytest.raises(InputError, match=re.escape(expected) + r".*use --cache on a shared folder$"):
+                cnncodes.extract(HYMENOPTERA / "val", cache=cache_dir, client=dask_client, progress=False)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+
+
+def test_extract_on_cluster_needs_a_cache(client: Client) -> None:
+    """Check that a distributed run without a cache is refused before any work."""
+    with pytest.raises(InputError, match="distributed extraction needs a cache folder"):
+        cnncodes.extract(HYMENOPTERA / "val", cache=False, client=client)
+
+
+def test_train_and_sweep_on_dask_backend(client: Client, tmp_path: Path) -> None:
+    """Check that train and sweep run their cross-validation through joblib's dask backend and match the serial results."""
+    cache_dir = tmp_path / "cache"
+    codes = cnncodes.CNNCodes(cache=str(cache_dir))
+    serial = cnncodes.train(HYMENOPTERA / "train", codes=codes, cv=3)
+    on_dask = cnncodes.train(HYMENOPTERA / "train", codes=codes, cv=3, client=client)
+    assert on_dask.best_params == serial.best_params and on_dask.cv_accuracy == pytest.approx(serial.cv_accuracy)
+    swept = cnncodes.sweep(HYMENOPTERA / "train", layers=["stage4", "penultimate"], codes=codes, cv=3, baseline=False, client=client)
+    assert {row.features for row in swept.rows} == {"stage4", "penultimate"}
+    shutil.rmtree(cache_dir)
