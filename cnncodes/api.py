@@ -11,6 +11,7 @@ from .extract import DEFAULT_BATCH_SIZE, ExtractionOptions, ExtractionResult, Ex
 
 __all__ = ["extract"]
 
+
 def extract(
     inputs: Any,
     *,

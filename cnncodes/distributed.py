@@ -179,5 +179,3 @@ def dask_backend(client: Client | str | None) -> Iterator[int | None]:
     with connect(client) as connected, joblib.parallel_config(backend="dask"):
         del connected  # the backend finds the current client itself
         yield -1
-
-

@@ -143,8 +143,6 @@ def _build_module(name: str, weights: str | Path | None) -> Any:
     return module.eval()
 
 
-
-
 def _wrap(module: Any, taps: tuple[_ExportTap, ...]) -> tuple[Any, list[str]]:
     """A module whose forward returns each distinct tap node as a separate output."""
     torch, _ = _import_torch()

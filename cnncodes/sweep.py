@@ -262,5 +262,3 @@ def _score_heads(model: str, features: str, X: np.ndarray, y: np.ndarray, val: A
             rows.append(SweepRow(model, features, head, params, int(X.shape[1]), acc, bal, acc_std, bal_std,
                                  time.monotonic() - start))
     return rows
-
-

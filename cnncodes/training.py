@@ -316,4 +316,3 @@ def predict(
         for path, row, ranked in zip(result.paths, scores, order)
     ]
     return PredictionResult(predictions, kind, result.failures)
-

@@ -47,4 +47,3 @@ class LocalServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
-

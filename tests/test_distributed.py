@@ -78,7 +78,8 @@ def test_extract_on_cluster_refuses_unshared_cache(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster, Client(cluster) as dask_client:
-        command = f"mount -t tmpfs none {cache_dir} && exec {sys.executable} -m distributed.cli.dask_worker {cluster.scheduler_address} --nworkers 1 --nthreads 1 --no-dashboard"
+        worker_cli = f"{sys.executable} -m distributed.cli.dask_worker {cluster.scheduler_address} --nworkers 1 --nthreads 1"
+        command = f"mount -t tmpfs none {cache_dir} && exec {worker_cli} --no-dashboard"
         worker = subprocess.Popen(["unshare", "--mount", "sh", "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             dask_client.wait_for_workers(1, timeout=60)

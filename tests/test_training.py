@@ -147,7 +147,8 @@ def test_cli_train_evaluate_predict(small_tree: Path, shared_cache: Path, tmp_pa
     result = runner.invoke(cli, ["-q", "train", str(small_tree), "--head", "logistic", "--cv", "3", "-o", str(model),
                                  "--cache", str(shared_cache)], catch_exceptions=False)
     assert result.exit_code == 0
-    assert re.fullmatch(rf"trained logistic on 40 images, 2 classes, cross-validated accuracy [0-9.]+ \(C=[0-9.]+\), 0 failed -> {re.escape(str(model))}\n", result.stdout)
+    pattern = rf"trained logistic on 40 images, 2 classes, cross-validated accuracy [0-9.]+ \(C=[0-9.]+\), 0 failed -> {re.escape(str(model))}\n"
+    assert re.fullmatch(pattern, result.stdout)
     result = runner.invoke(cli, ["-q", "evaluate", str(model), str(HYMENOPTERA / "val"), "--json", "--cache", str(shared_cache)],
                            catch_exceptions=False)
     figures = json.loads(result.stdout.splitlines()[-1])
