@@ -48,7 +48,6 @@ __all__ = [
     "compact_cache",
     "remove_cache",
     "iter_codes_file",
-    "read_codes_header",
     "is_codes_file",
 ]
 
@@ -401,8 +400,15 @@ def write_codes_file(path: Path | str, content: CodesFile) -> Path:
     return path
 
 
-def read_codes_file(path: Path | str) -> CodesFile:
+def read_codes_file(path: Path | str, *, with_codes: bool = True) -> CodesFile:
     """Read a codes file written by :func:`write_codes_file`.
+
+    Parameters
+    ----------
+    path : str or Path
+    with_codes : bool, default=True
+        False reads only the metadata (paths, keys, labels, class names, spec);
+        ``codes`` is then an (n, 0) array. :func:`iter_codes_file` reads codes in chunks.
 
     Raises
     ------
@@ -414,8 +420,9 @@ def read_codes_file(path: Path | str) -> CodesFile:
         with h5py.File(path, "r") as handle:
             _check_version(handle, CODES_FORMAT, path)
             decode = lambda name: [s.decode() if isinstance(s, bytes) else str(s) for s in handle[name][:]]  # noqa: E731
+            codes = handle["codes"]
             return CodesFile(
-                codes=handle["codes"][:],
+                codes=codes[:] if with_codes else np.empty((codes.shape[0], 0), np.float32),
                 paths=decode("paths"),
                 keys=decode("keys"),
                 labels=handle["labels"][:] if "labels" in handle else None,
@@ -467,26 +474,6 @@ def iter_codes_file(path: Path | str, chunk_rows: int = 4096) -> Iterator[tuple[
         for start in range(0, codes.shape[0], chunk_rows):
             stop = min(start + chunk_rows, codes.shape[0])
             yield codes[start:stop].astype(np.float32), (labels[start:stop] if labels is not None else None)
-
-
-def read_codes_header(path: Path | str) -> CodesFile:
-    """A codes file's metadata (paths, keys, labels, class names, spec) without its codes; ``codes`` is (n, 0)."""
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as handle:
-            _check_version(handle, CODES_FORMAT, path)
-            decode = lambda name: [s.decode() if isinstance(s, bytes) else str(s) for s in handle[name][:]]  # noqa: E731
-            return CodesFile(
-                codes=np.empty((handle["codes"].shape[0], 0), np.float32),
-                paths=decode("paths"),
-                keys=decode("keys"),
-                labels=handle["labels"][:] if "labels" in handle else None,
-                class_names=decode("class_names") if "class_names" in handle else None,
-                spec=json.loads(handle.attrs.get("spec", "{}")),
-            )
-    except OSError as error:
-        message = f"{path}: cannot read codes file ({error})"
-        raise CacheFormatError(message) from error
 
 
 def is_codes_file(path: Path | str) -> bool:

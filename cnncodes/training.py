@@ -11,7 +11,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils.class_weight import compute_class_weight
 
-from .cache import is_codes_file, iter_codes_file, read_codes_file, read_codes_header
+from .cache import is_codes_file, iter_codes_file, read_codes_file
 from .datasets import load_dataset
 from .distributed import dask_backend
 from .errors import InputError
@@ -71,7 +71,7 @@ def load_labelled_codes(data: str | Path | Sequence[str | Path], codes: CNNCodes
     template = codes if codes is not None else CNNCodes()
     single = Path(data) if isinstance(data, (str, Path)) else None
     if single is not None and single.is_file() and is_codes_file(single):
-        content = read_codes_file(single) if read_codes else read_codes_header(single)
+        content = read_codes_file(single, with_codes=read_codes)
         if content.labels is None or content.class_names is None:
             message = f"{single}: the codes file has no labels; extract from a class-per-folder tree or a labelled CSV"
             raise InputError(message)

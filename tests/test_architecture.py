@@ -57,3 +57,13 @@ def test_modules_open_with_a_docstring() -> None:
     for module in MODULES:
         docstring = ast.get_docstring(ast.parse((PACKAGE / f"{module}.py").read_text()))
         assert docstring and docstring.splitlines()[0].endswith("."), module
+
+
+def test_flake8_clean() -> None:
+    """Check that the package, tests and scripts pass flake8 with the settings in setup.cfg."""
+    import subprocess
+    import sys
+
+    root = PACKAGE.parent
+    completed = subprocess.run([sys.executable, "-m", "flake8", "cnncodes", "tests", "scripts"], cwd=root, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stdout
