@@ -27,6 +27,8 @@ def extract(
     cache: CodeCache | Path | str | bool | None = True,
     batch_size: int | None = DEFAULT_BATCH_SIZE,
     device: str = "auto",
+    n_threads: int | None = None,
+    optimization: str = "all",
     n_workers: int | None = None,
     on_error: str = "skip",
     progress: bool | None = None,
@@ -65,6 +67,10 @@ def extract(
     batch_size : int or None, default=None
         Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+    n_threads : int or None, default=None
+        onnxruntime intra-op threads (default: every core).
+    optimization : {"disable", "basic", "extended", "all"}, default="all"
+        onnxruntime graph optimization level.
     n_workers : int or None, default=None
         Decode threads (default: one per core).
     on_error : {"skip", "raise"}, default="skip"
@@ -105,8 +111,8 @@ def extract(
         model=model, layer=layer if isinstance(layer, str) else tuple(layer), pooling=pooling, grid=grid,
         relu=relu, views=views, combine=combine, normalize=normalize, dtype=dtype,
     )
-    extractor = Extractor(options, cache=cache, batch_size=batch_size, device=device, n_workers=n_workers,
-                          on_error=on_error, progress=progress)
+    extractor = Extractor(options, cache=cache, batch_size=batch_size, device=device, n_threads=n_threads,
+                          optimization=optimization, n_workers=n_workers, on_error=on_error, progress=progress)
     if client is None:
         result = extractor.run(inputs)
     else:

@@ -76,6 +76,10 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--batch-size", type=click.IntRange(min=1), default=_default(cnncodes.extract, "batch_size"),
                      help="Model inputs per inference call. [default: 8 on the CPU, 64 on a GPU]"),
         click.option("--device", type=click.Choice(cnncodes.DEVICES), default=_default(cnncodes.extract, "device"), show_default=True),
+        click.option("--threads", "n_threads", type=click.IntRange(min=1), default=None,
+                     help="onnxruntime intra-op threads. [default: every core]"),
+        click.option("--optimization", type=click.Choice(["disable", "basic", "extended", "all"]),
+                     default=_default(cnncodes.extract, "optimization"), show_default=True, help="onnxruntime graph optimization level."),
         click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                      help="Cache folder. [default: $CNNCODES_CACHE or the user cache folder]"),
         click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
@@ -89,6 +93,11 @@ def dask_option(function: Callable[..., Any]) -> Callable[..., Any]:
     """``--dask``: a scheduler address, or local:N for a local cluster of N worker processes."""
     return click.option("--dask", "dask_address", default=None, metavar="ADDRESS|local:N",
                         help="Run on a dask cluster (needs cnncodes[dask]).")(function)
+
+
+def _is_quiet() -> bool:
+    """Whether ``cnncodes --quiet`` was given (no progress line either)."""
+    return bool(click.get_current_context().find_root().params.get("quiet"))
 
 
 def _cache_argument(cache_dir: Path | None, no_cache: bool) -> Any:
@@ -212,8 +221,8 @@ def export(name: str, weights: str, output: Path | None) -> None:
 @_library_errors
 def extract(context: click.Context, data: tuple[Path, ...], output: Path | None, model: str, layers: tuple[str, ...],
             pooling: str, grid: int | None, views: str, combine: str, normalize: str, dtype: str, batch_size: int,
-            device: str, cache_dir: Path | None, no_cache: bool, strict: bool, dask_address: str | None,
-            as_json: bool) -> None:
+            device: str, n_threads: int | None, optimization: str, cache_dir: Path | None, no_cache: bool, strict: bool,
+            dask_address: str | None, as_json: bool) -> None:
     """Turn images into CNN codes (cached), optionally writing a codes file.
 
     DATA is a folder (one subfolder per class gives labels), a CSV of path[,label]
@@ -228,9 +237,9 @@ def extract(context: click.Context, data: tuple[Path, ...], output: Path | None,
     result = cnncodes.extract(
         data[0] if len(data) == 1 else list(data), model=model, layer=list(layers) or _default(cnncodes.extract, "layer"),
         pooling=pooling, grid=grid, views=views, combine=combine, normalize=normalize, dtype=dtype,
-        cache=_cache_argument(cache_dir, no_cache), batch_size=batch_size, device=device,
-        on_error="raise" if strict else "skip", progress=None if not as_json else False, output=output,
-        client=dask_address,
+        cache=_cache_argument(cache_dir, no_cache), batch_size=batch_size, device=device, n_threads=n_threads,
+        optimization=optimization, on_error="raise" if strict else "skip",
+        progress=False if as_json or _is_quiet() else None, output=output, client=dask_address,
     )
     for path, reason in result.failures:
         click.echo(f"failed: {path}: {reason}", err=True)
@@ -345,12 +354,12 @@ def cache_rm(fingerprint: str | None, remove_all: bool, cache_dir: Path | None) 
 
 
 def _codes_from_options(model: str, layers: tuple[str, ...], pooling: str, grid: int | None, views: str, combine: str,
-                        normalize: str, dtype: str, batch_size: int | None, device: str, cache_dir: Path | None,
-                        no_cache: bool) -> cnncodes.CNNCodes:
+                        normalize: str, dtype: str, batch_size: int | None, device: str, n_threads: int | None,
+                        optimization: str, cache_dir: Path | None, no_cache: bool) -> cnncodes.CNNCodes:
     layer: Any = _default(cnncodes.extract, "layer") if not layers else (layers[0] if len(layers) == 1 else tuple(layers))
     return cnncodes.CNNCodes(model=model, layer=layer, pooling=pooling, grid=grid, views=views, combine=combine,
-                             normalize=normalize, dtype=dtype, batch_size=batch_size, device=device,
-                             cache=_cache_argument(cache_dir, no_cache))
+                             normalize=normalize, dtype=dtype, batch_size=batch_size, device=device, n_threads=n_threads,
+                             optimization=optimization, cache=_cache_argument(cache_dir, no_cache))
 
 
 def _echo_failures(failures: list[tuple[str, str]]) -> None:
@@ -472,16 +481,16 @@ def predict(context: click.Context, model_file: Path, images: tuple[Path, ...], 
 @_library_errors
 def sweep(data: tuple[Path, ...], models_: tuple[str, ...], layer_sets: tuple[str, ...], heads: tuple[str, ...],
           val: Path | None, cv: int, groups: str | None, class_weight: str | None, no_baseline: bool, pooling: str,
-          views: str, batch_size: int | None, device: str, cache_dir: Path | None, no_cache: bool,
-          report_dir: Path | None, show_all: bool, dask_address: str | None, as_json: bool) -> None:
+          views: str, batch_size: int | None, device: str, n_threads: int | None, optimization: str, cache_dir: Path | None,
+          no_cache: bool, report_dir: Path | None, show_all: bool, dask_address: str | None, as_json: bool) -> None:
     """Rank every backbone x layer x head on cached codes, beside a raw-pixel baseline.
 
     \b
     Example:
         cnncodes sweep ../shared/data/chest_xray/train --heads logistic --heads linear-svm --class-weight balanced
     """
-    codes = cnncodes.CNNCodes(pooling=pooling, views=views, batch_size=batch_size, device=device,
-                              cache=_cache_argument(cache_dir, no_cache))
+    codes = cnncodes.CNNCodes(pooling=pooling, views=views, batch_size=batch_size, device=device, n_threads=n_threads,
+                              optimization=optimization, cache=_cache_argument(cache_dir, no_cache))
     result = cnncodes.sweep(data[0] if len(data) == 1 else list(data), models=models_ or _default(cnncodes.sweep, "models"),
                             layers=layer_sets or None, heads=heads or _default(cnncodes.sweep, "heads"), codes=codes,
                             val=val, cv=cv, groups=groups, class_weight=class_weight, baseline=not no_baseline,

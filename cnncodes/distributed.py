@@ -138,8 +138,8 @@ def extract_on_cluster(
         return plan
     threads = client.nthreads()  # the cores each worker was given: its onnxruntime and decode threads
     n_threads = min(threads.values()) if threads else None
-    settings = {"batch_size": extractor.batch_size, "device": extractor.device, "n_threads": n_threads,
-                "n_workers": n_threads}
+    settings = {"batch_size": extractor.batch_size, "device": extractor.device, "n_threads": extractor.n_threads or n_threads,
+                "optimization": extractor.optimization, "n_workers": n_threads}
     resources = {"GPU": 1} if extractor.device in ("cuda", "tensorrt") and _has_gpu_resources(client) else None
     partitions = [plan.todo[i:i + partition_size] for i in range(0, len(plan.todo), partition_size)]
     futures = {

@@ -23,7 +23,7 @@ from .errors import CnnCodesError, ImageDecodeError, InputError
 from .fingerprint import sha256_array, sha256_file
 from .images import VIEWS, Preprocessing, decode_image, make_views, n_views
 from .pooling import COMBINES, NORMALIZATIONS, POOLINGS, code_length, combine_views, normalize_codes, pool
-from .runtime import DEVICES, Session
+from .runtime import DEVICES, OPTIMIZATIONS, Session
 from .taps import prepare_model
 from .zoo import ensure_model_file, resolve_backbone
 
@@ -233,7 +233,9 @@ class Extractor:
         measured fastest there) and 64 on a GPU.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
     n_threads : int or None, default=None
-        onnxruntime intra-op threads.
+        onnxruntime intra-op threads; None: every core.
+    optimization : {"disable", "basic", "extended", "all"}, default="all"
+        onnxruntime graph optimization level.
     n_workers : int or None, default=None
         Decode threads; None uses the number of cores.
     on_error : {"skip", "raise"}, default="skip"
@@ -252,6 +254,7 @@ class Extractor:
         batch_size: int | None = DEFAULT_BATCH_SIZE,
         device: str = "auto",
         n_threads: int | None = None,
+        optimization: str = "all",
         n_workers: int | None = None,
         on_error: str = "skip",
         progress: bool | None = None,
@@ -261,6 +264,8 @@ class Extractor:
             raise _choice_error("on_error", _ON_ERROR, on_error)
         if device not in DEVICES:
             raise _choice_error("device", DEVICES, device)
+        if optimization not in OPTIMIZATIONS:
+            raise _choice_error("optimization", OPTIMIZATIONS, optimization)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             message = f"The 'batch_size' parameter must be a positive int. Got {batch_size!r} instead."
             raise InputError(message)
@@ -271,7 +276,7 @@ class Extractor:
             self.backbone.input_size, self.backbone.crop_fraction, self.backbone.interpolation,
             options.draft, options.views,
         )
-        self.batch_size, self.device, self.n_threads = batch_size, device, n_threads
+        self.batch_size, self.device, self.n_threads, self.optimization = batch_size, device, n_threads, optimization
         self.n_workers = n_workers or os.cpu_count() or 1
         self.on_error, self.progress = on_error, progress
         if cache is True:
@@ -349,7 +354,7 @@ class Extractor:
                 input_size=self.backbone.input_size, mean=self.backbone.mean, std=self.backbone.std,
                 color_order=self.backbone.color_order,
             )
-            self._session = Session(model, self.device, n_threads=self.n_threads)
+            self._session = Session(model, self.device, n_threads=self.n_threads, optimization=self.optimization)
             logger.info(self._session.choice.describe())
         return self._session
 

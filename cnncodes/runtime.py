@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from .errors import CnnCodesError, ProviderFallbackWarning
 
-__all__ = ["DEVICES", "ProviderChoice", "choose_provider", "Session", "onnxruntime_version"]
+__all__ = ["DEVICES", "OPTIMIZATIONS", "ProviderChoice", "choose_provider", "Session", "onnxruntime_version"]
 
 logger = logging.getLogger("cnncodes")
 
@@ -35,6 +35,9 @@ _OPTIMIZATION_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+
+
+OPTIMIZATIONS = tuple(_OPTIMIZATION_LEVELS)
 
 
 def onnxruntime_version() -> str:

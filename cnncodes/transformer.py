@@ -44,6 +44,10 @@ class CNNCodes(TransformerMixin, BaseEstimator):
     batch_size : int or None, default=None
         None: 8 on the CPU, 64 on a GPU.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+    n_threads : int or None, default=None
+        onnxruntime intra-op threads (None: every core).
+    optimization : {"disable", "basic", "extended", "all"}, default="all"
+        onnxruntime graph optimization level.
     cache : bool or str, default=True
         True: ``CNNCODES_CACHE`` or the user cache folder; a path: that folder;
         False: no cache.
@@ -86,6 +90,8 @@ class CNNCodes(TransformerMixin, BaseEstimator):
         dtype: str = "float32",
         batch_size: int | None = None,
         device: str = "auto",
+        n_threads: int | None = None,
+        optimization: str = "all",
         cache: bool | str | Path = True,
         on_error: str = "raise",
         n_workers: int | None = None,
@@ -101,6 +107,8 @@ class CNNCodes(TransformerMixin, BaseEstimator):
         self.dtype = dtype
         self.batch_size = batch_size
         self.device = device
+        self.n_threads = n_threads
+        self.optimization = optimization
         self.cache = cache
         self.on_error = on_error
         self.n_workers = n_workers
@@ -117,8 +125,8 @@ class CNNCodes(TransformerMixin, BaseEstimator):
             message = f"The 'on_error' parameter of CNNCodes must be one of 'raise', 'drop'. Got {self.on_error!r} instead."
             raise ValueError(message)
         return Extractor(
-            self._options(), cache=self.cache, batch_size=self.batch_size, device=self.device,
-            n_workers=self.n_workers, on_error="raise" if self.on_error == "raise" else "skip", progress=False,
+            self._options(), cache=self.cache, batch_size=self.batch_size, device=self.device, n_threads=self.n_threads,
+            optimization=self.optimization, n_workers=self.n_workers, on_error="raise" if self.on_error == "raise" else "skip", progress=False,
         )
 
     def fit(self, X: Any = None, y: Any = None) -> "CNNCodes":

@@ -249,3 +249,35 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 0
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_extract_recomputes_a_file_whose_content_changed(image_dir: Path, cache_path: Path) -> None:
+    """Check that a file rewritten in place gets a new key (the memo never serves a stale key) and new codes."""
+    target = image_dir / "cats" / "cats_0.jpg"
+    before = cnncodes.extract([target], cache=cache_path, progress=False)
+    Image.open(image_dir / "dogs" / "dogs_0.jpg").save(target)
+    after = cnncodes.extract([target], cache=cache_path, progress=False)
+    assert after.n_from_cache == 0 and after.keys != before.keys
+    assert not np.allclose(after.codes, before.codes)
+
+
+def test_cli_cache_commands(image_dir: Path, cache_path: Path) -> None:
+    """Check `cnncodes cache ls / info / verify / compact / rm` on a real cache."""
+    runner = CliRunner()
+    for layer in ("stage4", "penultimate"):
+        assert runner.invoke(cli, ["-q", "extract", str(image_dir), "--layer", layer, "--cache", str(cache_path)]).exit_code == 0
+    listing = json.loads(runner.invoke(cli, ["cache", "ls", "--cache", str(cache_path), "--json"], catch_exceptions=False).stdout)
+    assert sorted(row["spec"]["tap"] for row in listing) == ["penultimate", "stage4"]
+    assert all(row["n_codes"] == 6 for row in listing)
+    table = runner.invoke(cli, ["cache", "ls", "--cache", str(cache_path)], catch_exceptions=False).stdout
+    assert table.splitlines()[0].split() == ["fingerprint", "model", "layer", "features", "codes", "shards", "MB"]
+    stage4 = next(row["fingerprint"] for row in listing if row["spec"]["tap"] == "stage4")
+    info = runner.invoke(cli, ["cache", "info", stage4[:8], "--cache", str(cache_path)], catch_exceptions=False).stdout
+    assert info.startswith(f"{stage4}\n") and "codes: 6 x 80" in info
+    result = runner.invoke(cli, ["cache", "verify", "--cache", str(cache_path)], catch_exceptions=False)
+    assert result.exit_code == 0 and result.stdout == "2 feature sets verified, 0 damaged shards\n"
+    result = runner.invoke(cli, ["cache", "compact", "--cache", str(cache_path)], catch_exceptions=False)
+    assert result.exit_code == 0 and "-> 1 (6 codes)" in result.stdout
+    result = runner.invoke(cli, ["cache", "rm", stage4[:8], "--cache", str(cache_path)], catch_exceptions=False)
+    assert result.stdout.startswith("removed 1 feature sets")
+    assert runner.invoke(cli, ["cache", "rm", "--cache", str(cache_path)]).exit_code == 2
