@@ -15,13 +15,14 @@ import os
 import threading
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
-
-from dask.distributed import Client, LocalCluster, as_completed
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .cache import CodeCache
 from .errors import CnnCodesError, ImageDecodeError, InputError
 from .extract import ExtractionOptions, ExtractionPlan, Extractor
+
+if TYPE_CHECKING:
+    from dask.distributed import Client
 
 __all__ = ["DEFAULT_PARTITION_SIZE", "connect", "extract_on_cluster", "check_shared_cache", "dask_backend"]
 
@@ -31,12 +32,24 @@ _worker_extractors: dict[tuple[Any, ...], Extractor] = {}  # per worker process:
 _worker_lock = threading.Lock()  # a worker's tasks take turns: the session already uses all its threads
 
 
+def _distributed() -> Any:
+    """dask.distributed, imported on first use: it is the optional ``dask`` extra."""
+    try:
+        import dask.distributed
+    except ImportError as error:
+        message = f"running on dask needs dask.distributed ({error}); install it with: pip install 'cnncodes[dask]'"
+        raise CnnCodesError(message) from error
+    return dask.distributed
+
+
 @contextlib.contextmanager
-def connect(client: Client | str) -> Iterator[Client]:
+def connect(client: "Client | str") -> Iterator["Client"]:
     """A dask client: an existing one, ``"local:N"`` (a LocalCluster of N worker processes), or a scheduler address."""
-    if isinstance(client, Client):
+    if not isinstance(client, str):
         yield client
         return
+    distributed = _distributed()
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster  # noqa: N806 (dask's class names)
     if client.startswith(_LOCAL_PREFIX):
         n_workers = int(client[len(_LOCAL_PREFIX):] or os.cpu_count() or 1)
         threads = max(1, (os.cpu_count() or 1) // n_workers)
@@ -64,7 +77,7 @@ def _probe_cache(root: str, token: str) -> str:
     return ""
 
 
-def check_shared_cache(client: Client, root: Path) -> None:
+def check_shared_cache(client: "Client", root: Path) -> None:
     """Refuse, in one line, a cache folder that some worker cannot read and write.
 
     Raises
@@ -108,7 +121,7 @@ def _run_task(options: ExtractionOptions, cache_root: str, settings: dict[str, A
 def extract_on_cluster(
     extractor: Extractor,
     inputs: Any,
-    client: Client,
+    client: "Client",
     *,
     partition_size: int = DEFAULT_PARTITION_SIZE,
 ) -> ExtractionPlan:
@@ -147,7 +160,7 @@ def extract_on_cluster(
                       pure=False, retries=2, resources=resources): part
         for part in partitions
     }
-    for future in as_completed(futures):
+    for future in _distributed().as_completed(futures):
         part = futures[future]
         failed = dict(future.result())
         for position, reason in failed.items():
@@ -163,13 +176,13 @@ def extract_on_cluster(
     return plan
 
 
-def _has_gpu_resources(client: Client) -> bool:
+def _has_gpu_resources(client: "Client") -> bool:
     workers = client.scheduler_info().get("workers", {}).values()
     return any(worker.get("resources", {}).get("GPU") for worker in workers)
 
 
 @contextlib.contextmanager
-def dask_backend(client: Client | str | None) -> Iterator[int | None]:
+def dask_backend(client: "Client | str | None") -> Iterator[int | None]:
     """Run joblib-parallel work (cross-validation, grid search) on dask; yields the ``n_jobs`` to use."""
     if client is None:
         yield None

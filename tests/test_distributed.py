@@ -107,3 +107,19 @@ def test_train_and_sweep_on_dask_backend(client: Client, tmp_path: Path) -> None
     swept = cnncodes.sweep(HYMENOPTERA / "train", layers=["stage4", "penultimate"], codes=codes, cv=3, baseline=False, client=client)
     assert {row.features for row in swept.rows} == {"stage4", "penultimate"}
     shutil.rmtree(cache_dir)
+
+
+def test_core_works_without_dask() -> None:
+    """Check that the core imports and runs without dask installed, and asking for a cluster says what to install."""
+    code = (
+        "import sys\n"
+        "sys.modules['dask'] = None  # as if dask were not installed\n"
+        "import cnncodes\n"
+        "try:\n"
+        "    cnncodes.extract([], client='local:1', cache=True)\n"
+        "except cnncodes.CnnCodesError as error:\n"
+        "    print(error)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip().endswith("install it with: pip install 'cnncodes[dask]'")
