@@ -506,9 +506,9 @@ class Extractor:
         feature_sets, fail, progress = plan.feature_sets, plan.fail, plan.progress
         if not todo:
             return
-        batch_size = self.batch_size or _BATCH_SIZE_BY_DEVICE[self._get_session().choice.device]
         views_per_image = n_views(self.options.views)
-        window = max(2 * batch_size // views_per_image, 2 * self.n_workers, 4)
+        largest_batch = self.batch_size or max(_BATCH_SIZE_BY_DEVICE.values())
+        window = max(2 * largest_batch // views_per_image, 2 * self.n_workers, 4)
         pending: collections.deque[tuple[int, Future[list[np.ndarray]]]] = collections.deque()
         batch_index: list[int] = []
         batch_views: list[np.ndarray] = []
@@ -535,6 +535,8 @@ class Extractor:
 
         for _ in range(window):
             submit_next()
+        # The session (model preparation, provider probing) opens while the first images decode.
+        batch_size = self.batch_size or _BATCH_SIZE_BY_DEVICE[self._get_session().choice.device]
         while pending:
             index, future = pending.popleft()
             submit_next()
