@@ -362,6 +362,17 @@ def _codes_from_options(model: str, layers: tuple[str, ...], pooling: str, grid:
                              optimization=optimization, cache=_cache_argument(cache_dir, no_cache))
 
 
+def _parse_param(text: str) -> tuple[str, Any]:
+    """``C=0.001`` -> ("C", 0.001); values are read as JSON when they can be (numbers, null), else kept as text."""
+    name, separator, value = text.partition("=")
+    if not separator or not name:
+        raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="--param")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
 def _echo_failures(failures: list[tuple[str, str]]) -> None:
     for path, reason in failures:
         click.echo(f"failed: {path}: {reason}", err=True)
@@ -376,11 +387,13 @@ def _echo_failures(failures: list[tuple[str, str]]) -> None:
 @click.option("--cv", type=click.IntRange(min=2), default=_default(cnncodes.train, "cv"), show_default=True,
               help="Folds that choose the head's hyperparameter.")
 @click.option("--class-weight", type=click.Choice(["balanced"]), default=None, help="Weigh classes for imbalanced data.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Fix a head hyperparameter (as sweep reports it) instead of searching; repeat.")
 @dask_option
 @json_option
 @_library_errors
-def train(data: tuple[Path, ...], head: str, output: Path, cv: int, class_weight: str | None, dask_address: str | None,
-          as_json: bool, **code_options: Any) -> None:
+def train(data: tuple[Path, ...], head: str, output: Path, cv: int, class_weight: str | None, params: tuple[str, ...],
+          dask_address: str | None, as_json: bool, **code_options: Any) -> None:
     """Train a head on the codes of labelled images (or a codes file) and save the model.
 
     \b
@@ -389,7 +402,8 @@ def train(data: tuple[Path, ...], head: str, output: Path, cv: int, class_weight
     """
     codes = _codes_from_options(**code_options)
     result = cnncodes.train(data[0] if len(data) == 1 else list(data), head=head, codes=codes, cv=cv,
-                            class_weight=class_weight, output=output, client=dask_address)
+                            class_weight=class_weight, output=output, client=dask_address,
+                            params=dict(_parse_param(text) for text in params) or None)
     _echo_failures(result.failures)
     click.echo(result.summary(), err=as_json)
     if as_json:

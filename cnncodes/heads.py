@@ -63,6 +63,7 @@ def make_head(
     class_weight: str | None = None,
     random_state: int = 0,
     n_jobs: int | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Pipeline:
     """A classic classifier head for CNN codes, as a plain scikit-learn pipeline.
 
@@ -80,6 +81,9 @@ def make_head(
     random_state : int, default=0
     n_jobs : int or None, default=None
         Parallel folds of the hyperparameter search.
+    params : dict or None, default=None
+        Fixed hyperparameters of the estimator (e.g. ``{"C": 0.001}``, as ``sweep``
+        reports them); given, no search is made.
 
     Returns
     -------
@@ -102,6 +106,12 @@ def make_head(
         message = f"The 'scaling' parameter must be one of {', '.join(map(repr, _SCALINGS))}. Got {scaling!r} instead."
         raise InputError(message)
     estimator = factory(random_state, class_weight)
+    if params:
+        unknown = sorted(set(params) - set(estimator.get_params()))
+        if unknown:
+            message = f"The head '{name}' has no parameter {', '.join(map(repr, unknown))}; its main one is {', '.join(grid)}."
+            raise InputError(message)
+        return Pipeline([*_scaler(scaling), ("clf", estimator.set_params(**params))])
     if cv:
         estimator = GridSearchCV(estimator, grid, cv=StratifiedKFold(cv, shuffle=True, random_state=random_state), n_jobs=n_jobs)
     return Pipeline([*_scaler(scaling), ("clf", estimator)])

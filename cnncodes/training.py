@@ -126,6 +126,7 @@ def train(
     n_jobs: int | None = None,
     chunk_rows: int = 4096,
     client: Any = None,
+    params: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a head on the codes of labelled images; optionally save the model.
 
@@ -151,6 +152,8 @@ def train(
     client : dask.distributed.Client, str or None, default=None
         Run the hyperparameter search on a dask cluster (joblib's dask backend):
         a Client, a scheduler address or ``"local:N"``. Codes are extracted first.
+    params : dict or None, default=None
+        Fixed head hyperparameters (as ``sweep`` reports them) instead of a search.
 
     Returns
     -------
@@ -177,7 +180,7 @@ def train(
     else:
         with dask_backend(client) as dask_jobs:
             fitted = make_head(head, cv=cv, scaling=scaling, class_weight=class_weight, random_state=random_state,
-                               n_jobs=dask_jobs or n_jobs).fit(labelled.X, labelled.y)
+                               n_jobs=dask_jobs or n_jobs, params=params).fit(labelled.X, labelled.y)
         search = fitted.steps[-1][1]
         cv_accuracy = float(search.best_score_) if isinstance(search, GridSearchCV) else None
         best_params = dict(search.best_params_) if isinstance(search, GridSearchCV) else {}

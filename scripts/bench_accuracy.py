@@ -26,12 +26,13 @@ SPLITS = {"hymenoptera": ("train", "val"), "chest_xray": ("train", "test")}
 CLASS_WEIGHT = {"hymenoptera": None, "chest_xray": "balanced"}  # chest_xray is 74% pneumonia
 
 
-def score(train: Path, held_out: Path, head: str, codes: CNNCodes, class_weight: str | None) -> dict[str, float]:
+def score(train: Path, held_out: Path, head: str, codes: CNNCodes, class_weight: str | None,
+          params: dict[str, object] | None = None) -> dict[str, float]:
     start = time.monotonic()
-    model = cnncodes.train(train, head=head, codes=codes, class_weight=class_weight)
+    model = cnncodes.train(train, head=head, codes=codes, class_weight=class_weight, params=params)
     report = cnncodes.evaluate(model.bundle, held_out, cache=codes.cache).report
     return {"accuracy": report.accuracy, "balanced_accuracy": report.balanced_accuracy,
-            "cv_accuracy": model.cv_accuracy, "params": model.best_params, "seconds": time.monotonic() - start}
+            "cv_accuracy": model.cv_accuracy, "params": params or model.best_params, "seconds": time.monotonic() - start}
 
 
 def sweep_pick(train: Path, held_out: Path, codes: CNNCodes, class_weight: str | None, on_split: bool) -> dict[str, object]:
@@ -39,7 +40,7 @@ def sweep_pick(train: Path, held_out: Path, codes: CNNCodes, class_weight: str |
     best = result.best
     layer = best.features if "+" not in best.features else tuple(best.features.split("+"))
     picked = CNNCodes(**{**codes.get_params(), "layer": layer})
-    held = score(train, held_out, best.head, picked, class_weight)
+    held = score(train, held_out, best.head, picked, class_weight, params=best.params)
     baseline = next((r for r in result.rows if r.features == cnncodes.BASELINE), None)
     return {"layer": best.features, "head": best.head, "sweep_balanced_accuracy": best.balanced_accuracy, **held,
             "baseline_balanced_accuracy": baseline.balanced_accuracy if baseline else None}
@@ -50,18 +51,22 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=list(SPLITS))
     parser.add_argument("--heads", nargs="*", default=sorted(cnncodes.HEADS))
     parser.add_argument("--cache", default=True, help="cache folder (default: the user cache)")
+    parser.add_argument("--parts", nargs="*", default=["heads", "sweep"], choices=["heads", "sweep"])
     args = parser.parse_args()
     figures: dict[str, dict[str, object]] = {}
     for name in args.sets:
         train, held_out = (SHARED / name / split for split in SPLITS[name])
         weight = CLASS_WEIGHT[name]
         rows: dict[str, object] = {}
-        for views in ("none", "razavian16"):
+        for views in ("none", "razavian16") if "heads" in args.parts else ():
             codes = CNNCodes(views=views, cache=args.cache)
             for head in args.heads:
                 rows[f"{head} / penultimate / views={views}"] = score(train, held_out, head, codes, weight)
                 print(name, head, views, rows[f"{head} / penultimate / views={views}"], flush=True)
         codes = CNNCodes(cache=args.cache)
+        if "sweep" not in args.parts:
+            figures[name] = rows
+            continue
         rows["sweep, picked by 5-fold CV on train"] = sweep_pick(train, held_out, codes, weight, on_split=False)
         rows[f"sweep, picked on the {SPLITS[name][1]} split (optimistic)"] = sweep_pick(train, held_out, codes, weight, on_split=True)
         figures[name] = rows

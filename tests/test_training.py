@@ -170,3 +170,16 @@ def test_cli_train_unlabelled_folder_is_one_line_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["-q", "train", str(tmp_path / "flat"), "-o", str(tmp_path / "m.joblib")])
     assert result.exit_code == 1
     assert result.stderr == f"Error: {tmp_path / 'flat'}: no labels; give a folder with one subfolder per class, or a CSV of path,label rows\n"
+
+
+def test_train_with_fixed_params(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
+    """Check that `--param C=0.001` fixes the head's hyperparameter instead of searching, and a wrong name is one line."""
+    model = tmp_path / "fixed.joblib"
+    result = CliRunner().invoke(cli, ["-q", "train", str(small_tree), "--param", "C=0.001", "-o", str(model),
+                                      "--cache", str(shared_cache)], catch_exceptions=False)
+    assert result.exit_code == 0 and "cross-validated" not in result.stdout
+    head = cnncodes.load_model(model).pipeline.named_steps["head"]
+    assert head.named_steps["clf"].C == 0.001
+    result = CliRunner().invoke(cli, ["-q", "train", str(small_tree), "--param", "alpha=1", "-o", str(model), "--cache", str(shared_cache)])
+    assert result.exit_code == 1
+    assert result.stderr == "Error: The head 'logistic' has no parameter 'alpha'; its main one is C.\n"
