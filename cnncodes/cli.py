@@ -485,7 +485,7 @@ def predict(context: click.Context, model_file: Path, images: tuple[Path, ...], 
 @click.option("--groups", default=None, help="Regex on file names naming groups (e.g. patients) kept within one fold.")
 @click.option("--class-weight", type=click.Choice(["balanced"]), default=None)
 @click.option("--no-baseline", is_flag=True, help="Skip the raw-pixel (no transfer) baseline.")
-@click.option("--pooling", type=click.Choice(cnncodes.POOLINGS), default=_default(cnncodes.extract, "pooling"), show_default=True)
+@click.option("--pooling", "poolings", multiple=True, type=click.Choice(cnncodes.POOLINGS), help="Pooling to try; repeat. [default: avg]")
 @click.option("--views", type=click.Choice(cnncodes.VIEWS), default=_default(cnncodes.extract, "views"), show_default=True)
 @run_options
 @_report_option
@@ -494,7 +494,7 @@ def predict(context: click.Context, model_file: Path, images: tuple[Path, ...], 
 @json_option
 @_library_errors
 def sweep(data: tuple[Path, ...], models_: tuple[str, ...], layer_sets: tuple[str, ...], heads: tuple[str, ...],
-          val: Path | None, cv: int, groups: str | None, class_weight: str | None, no_baseline: bool, pooling: str,
+          val: Path | None, cv: int, groups: str | None, class_weight: str | None, no_baseline: bool, poolings: tuple[str, ...],
           views: str, batch_size: int | None, device: str, n_threads: int | None, optimization: str, cache_dir: Path | None,
           no_cache: bool, report_dir: Path | None, show_all: bool, dask_address: str | None, as_json: bool) -> None:
     """Rank every backbone x layer x head on cached codes, beside a raw-pixel baseline.
@@ -503,18 +503,18 @@ def sweep(data: tuple[Path, ...], models_: tuple[str, ...], layer_sets: tuple[st
     Example:
         cnncodes sweep ../shared/data/chest_xray/train --heads logistic --heads linear-svm --class-weight balanced
     """
-    codes = cnncodes.CNNCodes(pooling=pooling, views=views, batch_size=batch_size, device=device, n_threads=n_threads,
+    codes = cnncodes.CNNCodes(views=views, batch_size=batch_size, device=device, n_threads=n_threads,
                               optimization=optimization, cache=_cache_argument(cache_dir, no_cache))
     result = cnncodes.sweep(data[0] if len(data) == 1 else list(data), models=models_ or _default(cnncodes.sweep, "models"),
-                            layers=layer_sets or None, heads=heads or _default(cnncodes.sweep, "heads"), codes=codes,
+                            layers=layer_sets or None, heads=heads or _default(cnncodes.sweep, "heads"), poolings=poolings or None, codes=codes,
                             val=val, cv=cv, groups=groups, class_weight=class_weight, baseline=not no_baseline,
                             report_dir=report_dir, client=dask_address)
     if as_json:
         _emit_json(result.as_dict())
         return
     rows = result.rows if show_all else result.best_per_combination()
-    click.echo(_table(["rank", "model", "features", "head", "params", "dims", "accuracy", "balanced"], [
-        [rank, r.model, r.features, r.head, ", ".join(f"{k}={v}" for k, v in r.params.items()), r.n_features,
+    click.echo(_table(["rank", "model", "features", "pooling", "head", "params", "dims", "accuracy", "balanced"], [
+        [rank, r.model, r.features, r.pooling if r.model != "-" else "-", r.head, ", ".join(f"{k}={v}" for k, v in r.params.items()), r.n_features,
          f"{r.accuracy:.4f}" + (f" ±{r.accuracy_std:.3f}" if r.accuracy_std else ""),
          f"{r.balanced_accuracy:.4f}" + (f" ±{r.balanced_accuracy_std:.3f}" if r.balanced_accuracy_std else "")]
         for rank, r in enumerate(rows, 1)]))

@@ -41,6 +41,7 @@ class SweepRow:
     n_features: int
     accuracy: float
     balanced_accuracy: float
+    pooling: str = "avg"  # spatial pooling of the feature maps
     accuracy_std: float = 0.0  # across folds (0 with a validation split)
     balanced_accuracy_std: float = 0.0
     seconds: float = 0.0
@@ -63,10 +64,10 @@ class SweepResult:
 
     def best_per_combination(self) -> list[SweepRow]:
         """The best hyperparameter of each (model, features, head), ranked."""
-        seen: set[tuple[str, str, str]] = set()
+        seen: set[tuple[str, str, str, str]] = set()
         best = []
         for row in self.rows:
-            key = (row.model, row.features, row.head)
+            key = (row.model, row.features, row.pooling, row.head)
             if key not in seen:
                 seen.add(key)
                 best.append(row)
@@ -75,7 +76,10 @@ class SweepResult:
     def recommendation(self) -> str:
         """One or two sentences: what to use, and whether transfer helps at all."""
         best = self.best
-        text = (f"Use {best.model} {best.features} with {best.head} "
+        spec = get_backbone(best.model)
+        spatial = any(spec.get_tap(tap).is_spatial for tap in best.features.split("+"))
+        pooling = f" ({best.pooling} pooling)" if spatial else ""
+        text = (f"Use {best.model} {best.features}{pooling} with {best.head} "
                 f"({', '.join(f'{k}={v}' for k, v in best.params.items())}): balanced accuracy "
                 f"{best.balanced_accuracy:.4f}, accuracy {best.accuracy:.4f} ({self.protocol}).")
         baseline = [row for row in self.rows if row.features == BASELINE]
@@ -143,6 +147,7 @@ def sweep(
     models: Sequence[str] = ("efficientnet_lite0",),
     layers: Sequence[str] | None = None,
     heads: Sequence[str] = ("logistic",),
+    poolings: Sequence[str] | None = None,
     codes: CNNCodes | None = None,
     val: str | Path | None = None,
     cv: int = 5,
@@ -170,6 +175,8 @@ def sweep(
         and the default tap of each model.
     heads : sequence of str, default=("logistic",)
         Presets of :func:`cnncodes.make_head`; each is tried over its hyperparameter grid.
+    poolings : sequence of str or None, default=None
+        Spatial poolings to try ("avg", "max", "gem"); None: the pooling of ``codes``.
     codes : CNNCodes or None, default=None
         Pooling, grid, views, normalization and cache settings for every model.
     val : str, Path or None, default=None
@@ -202,10 +209,10 @@ def sweep(
     rows: list[SweepRow] = []
     reference: LabelledCodes | None = None
     reference_val: LabelledCodes | None = None
-    for model in models:
+    for model, pooling in itertools.product(models, poolings or (template.pooling,)):
         layer_sets = list(layers) if layers else default_layer_sets(model)
         taps = list(dict.fromkeys(tap for layer_set in layer_sets for tap in layer_set.split("+")))
-        all_codes = CNNCodes(**{**template.get_params(), "model": model, "layer": tuple(taps)})
+        all_codes = CNNCodes(**{**template.get_params(), "model": model, "layer": tuple(taps), "pooling": pooling})
         train = load_labelled_codes(data, all_codes)
         held_out = load_labelled_codes(val, all_codes) if val is not None else None
         reference, reference_val = reference or train, reference_val or held_out
@@ -217,8 +224,10 @@ def sweep(
             X = train.X[:, columns]
             val_xy = (held_out.X[:, columns], _remap(held_out, train)) if held_out is not None else None
             with dask_backend(client) as n_jobs:
-                rows += _score_heads(model, layer_set, X, train.y, val_xy, heads, splitter, group_ids, class_weight,
-                                     random_state, n_jobs)
+                for row in _score_heads(model, layer_set, X, train.y, val_xy, heads, splitter, group_ids, class_weight,
+                                        random_state, n_jobs):
+                    row.pooling = pooling
+                    rows.append(row)
     if baseline and reference is not None and reference.source is None:
         X = _thumbnails(reference.paths, template.n_workers)
         val_xy = None
@@ -235,7 +244,7 @@ def sweep(
         folder = Path(report_dir)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "sweep.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
-        chart_rows = [{"features": f"{r.model} {r.features}" if r.model != "-" else r.features, "head": r.head,
+        chart_rows = [{"features": (f"{r.model} {r.features} {r.pooling}" if r.model != "-" else r.features), "head": r.head,
                        "accuracy": r.balanced_accuracy} for r in result.best_per_combination()]
         result.files = [folder / "sweep.json", plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({protocol})")]
     return result

@@ -4,8 +4,9 @@ On each labelled set of ../shared/data, trained on its train split and scored on
 split (hymenoptera: val; chest_xray: test):
 - every head on EfficientNet-Lite0 penultimate codes, plain and with the Razavian et al. 2014
   16-view protocol (views averaged);
-- the sweep over every stage: the layer it picks by 5-fold CV on the train split, and the
-  layer it picks on the held-out split itself (optimistic: that split chose it).
+- the sweep over every stage, with average and GeM pooling: the layer it picks by 5-fold CV
+  on the train split, and the one it picks on the held-out split itself (optimistic: that
+  split chose it).
 Prints a Markdown table per set; the last line is a JSON object of every figure.
 
 Run: python scripts/bench_accuracy.py [--sets hymenoptera chest_xray] [--heads ...] [--cache DIR]
@@ -36,13 +37,14 @@ def score(train: Path, held_out: Path, head: str, codes: CNNCodes, class_weight:
 
 
 def sweep_pick(train: Path, held_out: Path, codes: CNNCodes, class_weight: str | None, on_split: bool) -> dict[str, object]:
-    result = cnncodes.sweep(train, codes=codes, val=held_out if on_split else None, class_weight=class_weight, baseline=not on_split)
+    result = cnncodes.sweep(train, codes=codes, val=held_out if on_split else None, class_weight=class_weight,
+                            baseline=not on_split, poolings=("avg", "gem"))
     best = result.best
     layer = best.features if "+" not in best.features else tuple(best.features.split("+"))
-    picked = CNNCodes(**{**codes.get_params(), "layer": layer})
+    picked = CNNCodes(**{**codes.get_params(), "layer": layer, "pooling": best.pooling})
     held = score(train, held_out, best.head, picked, class_weight, params=best.params)
     baseline = next((r for r in result.rows if r.features == cnncodes.BASELINE), None)
-    return {"layer": best.features, "head": best.head, "sweep_balanced_accuracy": best.balanced_accuracy, **held,
+    return {"layer": f"{best.features} ({best.pooling})", "head": best.head, "sweep_balanced_accuracy": best.balanced_accuracy, **held,
             "baseline_balanced_accuracy": baseline.balanced_accuracy if baseline else None}
 
 

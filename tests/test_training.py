@@ -135,7 +135,8 @@ def test_sweep_ranks_layers_with_baseline(small_tree: Path, shared_cache: Path, 
     assert scores == sorted(scores, reverse=True)
     assert next(r for r in result.rows if r.features == "stage4+penultimate").n_features == 80 + 1280
     assert result.best.features != "raw pixels" and result.best.balanced_accuracy > 0.8
-    assert result.recommendation().startswith(f"Use efficientnet_lite0 {result.best.features} with {result.best.head}")
+    assert result.recommendation().startswith(f"Use efficientnet_lite0 {result.best.features}")
+    assert f"with {result.best.head} ({', '.join(f'{k}={v}' for k, v in result.best.params.items())})" in result.recommendation()
     assert "transfer helps" in result.recommendation()
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["sweep.json", "sweep.png"]
 
