@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .backbones import BackboneSpec, models_dir
+from .backbones import models_dir
 from .errors import CnnCodesError, UnknownBackboneError
 from .weights import load_state_dict
 
@@ -272,7 +272,3 @@ def reference_outputs(name: str, weights: str | Path | None, images: np.ndarray)
         outputs = wrapper(torch.from_numpy(np.ascontiguousarray(images, np.float32)))
     return {n: o.numpy() for n, o in zip(output_names, outputs)}
 
-
-def is_exportable(spec: BackboneSpec) -> bool:
-    """True if ``spec`` is a torchvision model that :func:`export_torchvision` can write."""
-    return spec.source == "torchvision" and (spec.torchvision_name or spec.name) in EXPORTABLE

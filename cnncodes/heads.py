@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
@@ -158,8 +158,3 @@ def fit_out_of_core(
             clf.partial_fit(scaler.transform(X), y, classes=classes)
     return Pipeline([("scale", scaler), ("clf", clf)])
 
-
-def iter_rows(n_rows: int, chunk_rows: int) -> Iterator[slice]:
-    """Consecutive slices of at most ``chunk_rows`` rows."""
-    for start in range(0, n_rows, chunk_rows):
-        yield slice(start, min(start + chunk_rows, n_rows))
