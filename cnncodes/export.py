@@ -271,4 +271,3 @@ def reference_outputs(name: str, weights: str | Path | None, images: np.ndarray)
     with torch.no_grad():
         outputs = wrapper(torch.from_numpy(np.ascontiguousarray(images, np.float32)))
     return {n: o.numpy() for n, o in zip(output_names, outputs)}
-

@@ -157,4 +157,3 @@ def fit_out_of_core(
         for X, y in chunks():
             clf.partial_fit(scaler.transform(X), y, classes=classes)
     return Pipeline([("scale", scaler), ("clf", clf)])
-
