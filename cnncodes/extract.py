@@ -46,8 +46,13 @@ def _model_sha256(path: Path) -> str:
     return _model_hashes[key]
 
 
-def _choice_error(parameter: str, allowed: Sequence[Any], got: Any) -> CnnCodesError:
-    message = f"The '{parameter}' parameter must be one of {', '.join(map(repr, allowed))}. Got {got!r} instead."
+def _parameter(name: str, owner: str) -> str:
+    """``The 'name' parameter`` or, for an estimator, ``The 'name' parameter of CNNCodes`` (sklearn's wording)."""
+    return f"The '{name}' parameter" + (f" of {owner}" if owner else "")
+
+
+def _choice_error(parameter: str, allowed: Sequence[Any], got: Any, owner: str = "") -> CnnCodesError:
+    message = f"{_parameter(parameter, owner)} must be one of {', '.join(map(repr, allowed))}. Got {got!r} instead."
     return InputError(message)
 
 
@@ -73,19 +78,19 @@ class ExtractionOptions:
         """The requested taps as a tuple."""
         return (self.layer,) if isinstance(self.layer, str) else tuple(self.layer)
 
-    def check(self) -> None:
-        """Raise a one-line error for any value out of range."""
+    def check(self, owner: str = "") -> None:
+        """Raise a one-line error for any value out of range (``owner`` names the estimator in it)."""
         for parameter, allowed in (
             ("pooling", POOLINGS), ("views", VIEWS), ("combine", COMBINES),
             ("normalize", NORMALIZATIONS), ("dtype", _DTYPES),
         ):
             if getattr(self, parameter) not in allowed:
-                raise _choice_error(parameter, allowed, getattr(self, parameter))
+                raise _choice_error(parameter, allowed, getattr(self, parameter), owner)
         if self.grid is not None and (not isinstance(self.grid, int) or self.grid < 1):
-            message = f"The 'grid' parameter must be a positive int or None. Got {self.grid!r} instead."
+            message = f"{_parameter('grid', owner)} must be a positive int or None. Got {self.grid!r} instead."
             raise InputError(message)
         if not self.layers:
-            message = "The 'layer' parameter must name at least one layer."
+            message = f"{_parameter('layer', owner)} must name at least one layer."
             raise InputError(message)
 
 
@@ -242,6 +247,8 @@ class Extractor:
         "skip" collects failures and goes on; "raise" stops at the first one.
     progress : bool or None, default=None
         Progress line on stderr; None shows it only on a terminal.
+    owner : str, default=""
+        The estimator to name in parameter errors (``CNNCodes``).
     """
 
     n_inferred_total = 0
@@ -258,16 +265,17 @@ class Extractor:
         n_workers: int | None = None,
         on_error: str = "skip",
         progress: bool | None = None,
+        owner: str = "",
     ) -> None:
-        options.check()
+        options.check(owner)
         if on_error not in _ON_ERROR:
-            raise _choice_error("on_error", _ON_ERROR, on_error)
+            raise _choice_error("on_error", _ON_ERROR, on_error, owner)
         if device not in DEVICES:
-            raise _choice_error("device", DEVICES, device)
+            raise _choice_error("device", DEVICES, device, owner)
         if optimization not in OPTIMIZATIONS:
-            raise _choice_error("optimization", OPTIMIZATIONS, optimization)
+            raise _choice_error("optimization", OPTIMIZATIONS, optimization, owner)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            message = f"The 'batch_size' parameter must be a positive int. Got {batch_size!r} instead."
+            message = f"{_parameter('batch_size', owner)} must be a positive int. Got {batch_size!r} instead."
             raise InputError(message)
         self.options = options
         self.backbone: BackboneSpec = resolve_backbone(options.model)

@@ -127,6 +127,7 @@ class CNNCodes(TransformerMixin, BaseEstimator):
         return Extractor(
             self._options(), cache=self.cache, batch_size=self.batch_size, device=self.device, n_threads=self.n_threads,
             optimization=self.optimization, n_workers=self.n_workers, on_error="raise" if self.on_error == "raise" else "skip", progress=False,
+            owner=type(self).__name__,
         )
 
     def fit(self, X: Any = None, y: Any = None) -> "CNNCodes":

@@ -98,7 +98,7 @@ def test_cnncodes_init_stores_params_untouched() -> None:
 
 def test_cnncodes_fit_validates_with_sklearn_message() -> None:
     """Check that fit raises a sklearn-shaped message for a bad parameter."""
-    expected = "The 'pooling' parameter must be one of 'avg', 'max', 'gem'. Got 'mean' instead."
+    expected = "The 'pooling' parameter of CNNCodes must be one of 'avg', 'max', 'gem'. Got 'mean' instead."
     with pytest.raises(ValueError, match=re.escape(expected)):
         CNNCodes(pooling="mean").fit()
 
