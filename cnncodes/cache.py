@@ -30,6 +30,7 @@ import numpy as np
 from .errors import CacheFormatError
 from .filekeys import FileKeyMemo
 from .fingerprint import canonical_json, spec_fingerprint
+from .paths import default_cache_dir
 
 __all__ = [
     "SHARD_FORMAT",
@@ -57,15 +58,6 @@ FORMAT_VERSION = 1
 _FOLDER_DIGITS = 20
 _TEMP_PREFIX = ".tmp-"
 _shard_numbers = itertools.count()  # orders one process's shards within a second
-
-
-def default_cache_dir() -> Path:
-    """``CNNCODES_CACHE`` if set, else the user cache folder (``$XDG_CACHE_HOME/cnncodes``)."""
-    override = os.environ.get("CNNCODES_CACHE")
-    if override:
-        return Path(override).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cnncodes"
 
 
 def _check_version(handle: h5py.File, expected_format: str, path: Path) -> None:

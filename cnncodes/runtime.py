@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import CnnCodesError, ProviderFallbackWarning
+from .paths import default_cache_dir
 
 __all__ = ["DEVICES", "OPTIMIZATIONS", "ProviderChoice", "choose_provider", "Session", "onnxruntime_version"]
 
@@ -102,6 +103,15 @@ def _failure_reason(log: str) -> str:
     return "failed to initialize (no usable GPU or driver)"
 
 
+def _with_options(device: str) -> str | tuple[str, dict[str, str]]:
+    """A provider with its options: TensorRT keeps its built engines, so only the first session waits for them."""
+    if device != "tensorrt":
+        return _PROVIDERS[device]
+    engines = default_cache_dir() / "tensorrt"
+    return _PROVIDERS[device], {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(engines),
+                                "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(engines)}
+
+
 def _try_provider(model: bytes, device: str, options: ort.SessionOptions) -> tuple[ort.InferenceSession | None, str]:
     """Open a session on ``device``; return it only if that provider really initialized."""
     provider = _PROVIDERS[device]
@@ -111,7 +121,7 @@ def _try_provider(model: bytes, device: str, options: ort.SessionOptions) -> tup
     error_text = ""
     with _captured_output() as log:
         try:
-            session = ort.InferenceSession(model, sess_options=options, providers=[provider, _PROVIDERS["cpu"]])
+            session = ort.InferenceSession(model, sess_options=options, providers=[_with_options(device), _PROVIDERS["cpu"]])
         except (RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail) as error:  # type: ignore[attr-defined]
             error_text = str(error)
     if session is not None and session.get_providers()[0] == provider:

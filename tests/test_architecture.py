@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cnncodes"
 LAYERS = {
-    "errors": 0, "fingerprint": 0, "version": 0,
+    "errors": 0, "fingerprint": 0, "version": 0, "paths": 0,
     "backbones": 1, "weights": 1, "images": 1, "pooling": 1, "datasets": 1, "download": 1, "filekeys": 1,
     "build_lite": 2, "taps": 2, "runtime": 2, "cache": 2, "export": 2,
     "zoo": 2.5, "extract": 3, "distributed": 3.5, "api": 3.6,

@@ -281,3 +281,13 @@ def test_cli_cache_commands(image_dir: Path, cache_path: Path) -> None:
     result = runner.invoke(cli, ["cache", "rm", stage4[:8], "--cache", str(cache_path)], catch_exceptions=False)
     assert result.stdout.startswith("removed 1 feature sets")
     assert runner.invoke(cli, ["cache", "rm", "--cache", str(cache_path)]).exit_code == 2
+
+
+def test_extract_progress_line_on_stderr(image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Check that progress=True draws one refreshed line with images/s, from-cache and failed counts, and False draws none."""
+    cnncodes.extract(image_dir, cache=False, progress=True)
+    err = capsys.readouterr().err
+    assert err.startswith("\r") and err.endswith("\n")
+    assert re.search(r"6/6 images +[0-9.]+ images/s  0 from cache  0 failed  ETA 0:00", err)
+    cnncodes.extract(image_dir, cache=False, progress=False)
+    assert capsys.readouterr().err == ""
