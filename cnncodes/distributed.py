@@ -53,7 +53,7 @@ def connect(client: "Client | str") -> Iterator["Client"]:
     if client.startswith(_LOCAL_PREFIX):
         n_workers = int(client[len(_LOCAL_PREFIX):] or os.cpu_count() or 1)
         threads = max(1, (os.cpu_count() or 1) // n_workers)
-        with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True, dashboard_address=None) as cluster:
+        with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True, dashboard_address=":0") as cluster:
             with Client(cluster) as local_client:
                 yield local_client
         return

@@ -34,7 +34,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     for n_workers in (1, 2):
         threads = max(1, cores // n_workers)
-        with LocalCluster(n_workers=n_workers, threads_per_worker=threads, dashboard_address=None) as cluster, \
+        with LocalCluster(n_workers=n_workers, threads_per_worker=threads, dashboard_address=":0") as cluster, \
                 Client(cluster) as client, tempfile.TemporaryDirectory() as cache:
             start = time.perf_counter()
             result = cnncodes.extract(paths, cache=cache, client=client, partition_size=args.partition_size, progress=False)

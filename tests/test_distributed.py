@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("default_backbone")
 
 @pytest.fixture(scope="module")
 def client() -> Client:
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with Client(cluster) as dask_client:
             yield dask_client
 
@@ -77,7 +77,7 @@ def test_extract_on_cluster_refuses_unshared_cache(tmp_path: Path) -> None:
     """Check the shared-cache check against a real worker that sees another filesystem (its own mount namespace)."""
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
-    with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as cluster, Client(cluster) as dask_client:
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=":0") as cluster, Client(cluster) as dask_client:
         worker_cli = f"{sys.executable} -m distributed.cli.dask_worker {cluster.scheduler_address} --nworkers 1 --nthreads 1"
         command = f"mount -t tmpfs none {cache_dir} && exec {worker_cli} --no-dashboard"
         worker = subprocess.Popen(["unshare", "--mount", "sh", "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
