@@ -423,10 +423,13 @@ def _report_option(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--device", type=click.Choice(cnncodes.DEVICES), default="auto", show_default=True)
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Cache folder.")
 @json_option
+@click.pass_context
 @_library_errors
-def evaluate(model_file: Path, data: tuple[Path, ...], report_dir: Path | None, device: str, cache_dir: Path | None,
-             as_json: bool) -> None:
+def evaluate(context: click.Context, model_file: Path, data: tuple[Path, ...], report_dir: Path | None, device: str,
+             cache_dir: Path | None, as_json: bool) -> None:
     """Score a model on labelled images (or a codes file): accuracy, balanced accuracy, F1, confusion matrix.
+
+    Images that cannot be decoded are listed, left out of the scores, and make the exit code 3.
 
     \b
     Example:
@@ -437,8 +440,10 @@ def evaluate(model_file: Path, data: tuple[Path, ...], report_dir: Path | None, 
     _echo_failures(result.failures)
     if as_json:
         _emit_json({**result.report.as_dict(), "failed": len(result.failures)})
-        return
-    click.echo(result.report.table())
+    else:
+        click.echo(result.report.table())
+    if result.failures:
+        context.exit(_EXIT_SOME_FAILED)
 
 
 @cli.command()
