@@ -123,7 +123,6 @@ class FeatureSet:
         self._scanned: set[Path] = set()
         self._pending_keys: list[bytes] = []
         self._pending_codes: list[np.ndarray] = []
-        self.skip_keys: set[str] = set()  # keys a running extraction knows are stored already
 
     # -- reading -------------------------------------------------------------
     def _shard_paths(self) -> list[Path]:

@@ -147,6 +147,7 @@ class ExtractionPlan:
     on_error: str = "skip"
     failures: dict[int, str] = field(default_factory=dict)
     todo: list[int] = field(default_factory=list)  # positions still to compute
+    stored: list[set[str]] = field(default_factory=list)  # per tap: keys its feature set already holds
     n_from_cache: int = 0
     start: float = field(default_factory=time.monotonic)
 
@@ -438,7 +439,7 @@ class Extractor:
             self._set_keys(items, pool_, plan.fail)
         plan.todo = [i for i in range(n) if i not in plan.failures]
         if plan.feature_sets:
-            plan.todo = self._read_cached(items, plan.todo, plan.codes, plan.ok, plan.feature_sets)
+            self._read_cached(plan)
             plan.progress.update(done=int(plan.ok.sum()), cached=int(plan.ok.sum()))
         plan.n_from_cache = int(plan.ok.sum())
         return plan
@@ -474,20 +475,18 @@ class Extractor:
         )
 
     @staticmethod
-    def _read_cached(items: list[_Item], todo: list[int], codes: list[np.ndarray], ok: np.ndarray,
-                     feature_sets: list[FeatureSet]) -> list[int]:
-        """Fill the rows every tap has cached; return the items still to compute."""
-        keys = [items[i].key or "" for i in todo]
-        present_by_tap = np.array([fs.contains(keys) for fs in feature_sets])
-        for fs, column in zip(feature_sets, present_by_tap):
-            fs.skip_keys = {keys[j] for j in np.flatnonzero(column)}  # cached already: no duplicate rows
+    def _read_cached(plan: ExtractionPlan) -> None:
+        """Fill the rows every tap has cached; leave in ``plan.todo`` the items still to compute."""
+        keys = [plan.items[i].key or "" for i in plan.todo]
+        present_by_tap = np.array([fs.contains(keys) for fs in plan.feature_sets])
+        plan.stored = [{keys[j] for j in np.flatnonzero(column)} for column in present_by_tap]
         present = present_by_tap.all(axis=0)
-        hits = [i for i, hit in zip(todo, present) if hit]
+        hits = [i for i, hit in zip(plan.todo, present) if hit]
         if hits:
-            for fs, block in zip(feature_sets, codes):
-                block[hits] = fs.get([items[i].key or "" for i in hits])
-        ok[hits] = True
-        return [i for i, hit in zip(todo, present) if not hit]
+            for fs, block in zip(plan.feature_sets, plan.codes):
+                block[hits] = fs.get([plan.items[i].key or "" for i in hits])
+        plan.ok[hits] = True
+        plan.todo = [i for i, hit in zip(plan.todo, present) if not hit]
 
     def _set_keys(self, items: list[_Item], pool_: ThreadPoolExecutor, fail: Callable[[int, CnnCodesError], None]) -> None:
         """Content keys of every item; files unchanged since a previous run come from the cache's memo."""
@@ -525,12 +524,12 @@ class Extractor:
         def flush_batch() -> None:
             per_tap = self._codes_of_batch(np.stack(batch_views), len(batch_index))
             keys = [items[i].key or "" for i in batch_index]
-            for block, tap_codes, fs in zip(codes, per_tap, feature_sets or [None] * len(codes)):
+            for block, tap_codes in zip(codes, per_tap):
                 block[batch_index] = tap_codes
-                if fs is not None:
-                    new = [j for j, key in enumerate(keys) if key not in fs.skip_keys]
-                    if new:
-                        fs.add([keys[j] for j in new], tap_codes[new])
+            for fs, stored, tap_codes in zip(feature_sets, plan.stored, per_tap):
+                new = [j for j, key in enumerate(keys) if key not in stored]  # a tap cached already gets no duplicate rows
+                if new:
+                    fs.add([keys[j] for j in new], tap_codes[new])
             ok[batch_index] = True
             progress.update(done=len(batch_index))
             batch_index.clear()
