@@ -15,12 +15,10 @@ from .cache import is_codes_file, iter_codes_file, read_codes_file
 from .datasets import load_dataset
 from .distributed import dask_backend
 from .errors import InputError
-from .fingerprint import sha256_file
 from .heads import fit_out_of_core, make_head
 from .persist import ModelBundle, load_model, save_model
 from .report import Report, make_report, write_report
 from .transformer import CNNCodes
-from .zoo import ensure_model_file, resolve_backbone
 
 __all__ = ["LabelledCodes", "load_labelled_codes", "TrainResult", "train", "EvaluationResult", "evaluate",
            "Prediction", "PredictionResult", "predict"]
@@ -109,10 +107,6 @@ class TrainResult:
                 f"{cv}{params}, {len(self.failures)} failed{where}")
 
 
-def _backbone_sha256(codes: CNNCodes) -> str:
-    return sha256_file(ensure_model_file(resolve_backbone(codes.model)))
-
-
 def train(
     data: str | Path | Sequence[str | Path],
     *,
@@ -187,7 +181,7 @@ def train(
     pipeline = Pipeline([("codes", labelled.codes), ("head", fitted)])
     bundle = ModelBundle(
         pipeline=pipeline, class_names=labelled.class_names, spec=labelled.spec, backbone=labelled.codes.model,
-        backbone_sha256=_backbone_sha256(labelled.codes), head=head,
+        backbone_sha256=labelled.spec["layers"][0]["model_sha256"], head=head,  # the file the codes came from
         metrics={"cv_accuracy": cv_accuracy, "best_params": best_params, "n_samples": int(len(labelled.y))},
     )
     path = save_model(bundle, output) if output is not None else None
