@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -31,14 +32,13 @@ def _emit_json(data: Any) -> None:
 def _library_errors(function: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a CnnCodesError into click's one-line 'Error: ...' and exit code 1."""
 
+    @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except cnncodes.CnnCodesError as error:
             raise click.ClickException(str(error)) from error
 
-    wrapper.__name__ = function.__name__
-    wrapper.__doc__ = function.__doc__
     return wrapper
 
 

@@ -61,8 +61,8 @@ def resolve_backbone(model: str | Path) -> BackboneSpec:
             name=str(model), architecture="onnx", source="file", license="unknown", input_size=input_size,
             crop_fraction=0.875, interpolation="bilinear", mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
             color_order="RGB", input_name=input_name, onnx_file=path.name, taps=taps, default_tap=default,
+            extra={"onnx_path": str(path)},
         )
-        object.__setattr__(spec, "extra", {"onnx_path": str(path)})
         return spec
     return get_backbone(str(model))
 
