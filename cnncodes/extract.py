@@ -118,7 +118,8 @@ class ExtractionResult:
 
     def summary(self) -> str:
         """One line: N images, K from cache, F failed."""
-        rate = (self.n_images - self.n_from_cache) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        computed = self.n_images - self.n_from_cache - self.n_failed
+        rate = computed / self.elapsed_s if self.elapsed_s > 0 else 0.0
         return f"{self.n_images} images, {self.n_from_cache} from cache, {self.n_failed} failed ({self.elapsed_s:.1f} s, {rate:.1f} images/s computed)"
 
     def to_codes_file(self) -> CodesFile:
