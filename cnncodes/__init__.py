@@ -33,7 +33,16 @@ from .export import EXPORTABLE
 from .heads import HEADS, fit_out_of_core, make_head
 from .persist import ModelBundle, load_model, save_model
 from .report import Report, make_report, write_report
-from .training import EvaluationResult, Prediction, PredictionResult, TrainResult, evaluate, load_labelled_codes, predict, train
+from .training import (
+    EvaluationResult,
+    Prediction,
+    PredictionResult,
+    TrainResult,
+    evaluate,
+    load_labelled_codes,
+    predict,
+    train,
+)
 from .sweep import BASELINE, SweepResult, SweepRow, sweep
 from .transformer import CNNCodes
 from .api import extract

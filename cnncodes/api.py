@@ -108,11 +108,27 @@ def extract(
     (2, 1280)
     """
     options = ExtractionOptions(
-        model=model, layer=layer if isinstance(layer, str) else tuple(layer), pooling=pooling, grid=grid,
-        relu=relu, views=views, combine=combine, normalize=normalize, dtype=dtype,
+        model=model,
+        layer=layer if isinstance(layer, str) else tuple(layer),
+        pooling=pooling,
+        grid=grid,
+        relu=relu,
+        views=views,
+        combine=combine,
+        normalize=normalize,
+        dtype=dtype,
     )
-    extractor = Extractor(options, cache=cache, batch_size=batch_size, device=device, n_threads=n_threads,
-                          optimization=optimization, n_workers=n_workers, on_error=on_error, progress=progress)
+    extractor = Extractor(
+        options,
+        cache=cache,
+        batch_size=batch_size,
+        device=device,
+        n_threads=n_threads,
+        optimization=optimization,
+        n_workers=n_workers,
+        on_error=on_error,
+        progress=progress,
+    )
     if client is None:
         result = extractor.run(inputs)
     else:

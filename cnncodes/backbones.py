@@ -97,8 +97,7 @@ class BackboneSpec:
         suggestion = difflib.get_close_matches(name, self.tap_names, n=1)
         hint = f" Did you mean '{suggestion[0]}'?" if suggestion else ""
         message = (
-            f"Unknown layer '{name}' for backbone '{self.name}'.{hint} "
-            f"Known layers: {', '.join(self.tap_names)}."
+            f"Unknown layer '{name}' for backbone '{self.name}'.{hint} " f"Known layers: {', '.join(self.tap_names)}."
         )
         raise UnknownLayerError(message)
 

@@ -65,9 +65,14 @@ class _GraphWriter:
         begin, end = _same_pads(size, kernel, stride)
         self.nodes.append(
             helper.make_node(
-                "Conv", [x, w_name, b_name], [out], name=out,
-                kernel_shape=[kernel, kernel], strides=[stride, stride],
-                pads=[begin, begin, end, end], group=groups,
+                "Conv",
+                [x, w_name, b_name],
+                [out],
+                name=out,
+                kernel_shape=[kernel, kernel],
+                strides=[stride, stride],
+                pads=[begin, begin, end, end],
+                group=groups,
             )
         )
         return out
@@ -133,9 +138,14 @@ def build_lite_model(state: dict[str, np.ndarray], input_size: int, source: str 
         name = f"blocks.{index}"
         h = x
         if f"{prefix}._expand_conv.weight" in state:
-            h = writer.relu6(writer.conv_bn(h, f"{name}.expand.conv", f"{prefix}._expand_conv", f"{prefix}._bn0", size, 1), f"{name}.expand")
+            h = writer.relu6(
+                writer.conv_bn(h, f"{name}.expand.conv", f"{prefix}._expand_conv", f"{prefix}._bn0", size, 1),
+                f"{name}.expand",
+            )
         hidden = writer.weight(f"{prefix}._depthwise_conv.weight").shape[0]
-        h = writer.conv_bn(h, f"{name}.dw.conv", f"{prefix}._depthwise_conv", f"{prefix}._bn1", size, stride, groups=hidden)
+        h = writer.conv_bn(
+            h, f"{name}.dw.conv", f"{prefix}._depthwise_conv", f"{prefix}._bn1", size, stride, groups=hidden
+        )
         h = writer.relu6(h, f"{name}.dw")
         size = math.ceil(size / stride)
         stride_total *= stride
@@ -163,11 +173,17 @@ def build_lite_model(state: dict[str, np.ndarray], input_size: int, source: str 
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", *shape])
 
     outputs = [output(name, c, s, s) for name, c, s in stage_outputs]
-    outputs += [output("head", head_channels, size, size), output("penultimate", head_channels), output("logits", n_classes)]
+    outputs += [
+        output("head", head_channels, size, size),
+        output("penultimate", head_channels),
+        output("logits", n_classes),
+    ]
     graph = helper.make_graph(
-        writer.nodes, "efficientnet_lite",
+        writer.nodes,
+        "efficientnet_lite",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 3, input_size, input_size])],
-        outputs, writer.initializers,
+        outputs,
+        writer.initializers,
     )
     model = helper.make_model(graph, producer_name="cnncodes", opset_imports=[helper.make_opsetid("", _OPSET)])
     model.ir_version = _IR_VERSION

@@ -204,7 +204,11 @@ class FeatureSet:
         if spec_path.exists():
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"fingerprint": self.fingerprint, "format_version": FORMAT_VERSION, "spec": self.spec}, indent=2, sort_keys=True)
+        text = json.dumps(
+            {"fingerprint": self.fingerprint, "format_version": FORMAT_VERSION, "spec": self.spec},
+            indent=2,
+            sort_keys=True,
+        )
         handle, temporary = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.path)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             out.write(text + "\n")
@@ -295,8 +299,13 @@ class FeatureSet:
         """Counts and sizes of this feature set."""
         shards = self._shard_paths()
         return FeatureSetInfo(
-            self.fingerprint, self.path, self.spec, len(self.keys()), len(shards),
-            sum(p.stat().st_size for p in shards), self.n_features,
+            self.fingerprint,
+            self.path,
+            self.spec,
+            len(self.keys()),
+            len(shards),
+            sum(p.stat().st_size for p in shards),
+            self.n_features,
         )
 
 
@@ -410,7 +419,9 @@ def read_codes_file(path: Path | str, *, with_codes: bool = True) -> CodesFile:
     try:
         with h5py.File(path, "r") as handle:
             _check_version(handle, CODES_FORMAT, path)
-            decode = lambda name: [s.decode() if isinstance(s, bytes) else str(s) for s in handle[name][:]]  # noqa: E731
+            decode = lambda name: [
+                s.decode() if isinstance(s, bytes) else str(s) for s in handle[name][:]
+            ]  # noqa: E731
             codes = handle["codes"]
             return CodesFile(
                 codes=codes[:] if with_codes else np.empty((codes.shape[0], 0), np.float32),

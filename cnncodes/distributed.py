@@ -51,9 +51,11 @@ def connect(client: "Client | str") -> Iterator["Client"]:
     distributed = _distributed()
     Client, LocalCluster = distributed.Client, distributed.LocalCluster  # noqa: N806 (dask's class names)
     if client.startswith(_LOCAL_PREFIX):
-        n_workers = int(client[len(_LOCAL_PREFIX):] or os.cpu_count() or 1)
+        n_workers = int(client[len(_LOCAL_PREFIX) :] or os.cpu_count() or 1)
         threads = max(1, (os.cpu_count() or 1) // n_workers)
-        with LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True, dashboard_address=":0") as cluster:
+        with LocalCluster(
+            n_workers=n_workers, threads_per_worker=threads, processes=True, dashboard_address=":0"
+        ) as cluster:
             with Client(cluster) as local_client:
                 yield local_client
         return
@@ -104,7 +106,9 @@ def check_shared_cache(client: "Client", root: Path) -> None:
         raise InputError(message)
 
 
-def _run_task(options: ExtractionOptions, cache_root: str, settings: dict[str, Any], sources: list[Any]) -> list[tuple[int, str]]:
+def _run_task(
+    options: ExtractionOptions, cache_root: str, settings: dict[str, Any], sources: list[Any]
+) -> list[tuple[int, str]]:
     """On a worker: extract ``sources`` into the shared cache; return (position, reason) of the failures."""
     key = (options, cache_root, tuple(sorted(settings.items())))
     with _worker_lock:
@@ -151,13 +155,26 @@ def extract_on_cluster(
         return plan
     threads = client.nthreads()  # the cores each worker was given: its onnxruntime and decode threads
     n_threads = min(threads.values()) if threads else None
-    settings = {"batch_size": extractor.batch_size, "device": extractor.device, "n_threads": extractor.n_threads or n_threads,
-                "optimization": extractor.optimization, "n_workers": n_threads}
+    settings = {
+        "batch_size": extractor.batch_size,
+        "device": extractor.device,
+        "n_threads": extractor.n_threads or n_threads,
+        "optimization": extractor.optimization,
+        "n_workers": n_threads,
+    }
     resources = {"GPU": 1} if extractor.device in ("cuda", "tensorrt") and _has_gpu_resources(client) else None
-    partitions = [plan.todo[i:i + partition_size] for i in range(0, len(plan.todo), partition_size)]
+    partitions = [plan.todo[i : i + partition_size] for i in range(0, len(plan.todo), partition_size)]
     futures = {
-        client.submit(_run_task, extractor.options, str(root), settings, [plan.items[i].source for i in part],
-                      pure=False, retries=2, resources=resources): part
+        client.submit(
+            _run_task,
+            extractor.options,
+            str(root),
+            settings,
+            [plan.items[i].source for i in part],
+            pure=False,
+            retries=2,
+            resources=resources,
+        ): part
         for part in partitions
     }
     for future in _distributed().as_completed(futures):

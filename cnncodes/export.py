@@ -61,7 +61,10 @@ EXPORTABLE: dict[str, tuple[_ExportTap, ...]] = {
         for name in ("resnet18", "resnet50")
     },
     "densenet121": _taps(
-        *((f"denseblock{i}", f"features.denseblock{i}", False, f"end of dense block {i} (before BN-ReLU)") for i in range(1, 5)),
+        *(
+            (f"denseblock{i}", f"features.denseblock{i}", False, f"end of dense block {i} (before BN-ReLU)")
+            for i in range(1, 5)
+        ),
         ("penultimate", "flatten", True, _PENULTIMATE),
         ("logits", "classifier", False, "ImageNet-1k class scores"),
     ),
@@ -101,7 +104,9 @@ EXPORTABLE: dict[str, tuple[_ExportTap, ...]] = {
         ("logits", "classifier.2", False, "ImageNet-1k class scores"),
     ),
 }
-_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
 
 
 def _import_torch() -> tuple[Any, Any]:
@@ -176,15 +181,17 @@ def torchvision_card(name: str, output_shapes: dict[str, tuple[int, ...]]) -> di
         tensor = node_to_tensor.setdefault(tap.node, tap.name)
         shape = output_shapes[tensor]
         spatial = len(shape) == 4
-        taps.append({
-            "name": tap.name,
-            "tensor": tensor,
-            "channels": int(shape[1]),
-            "stride": round(crop / shape[2]) if spatial else None,
-            "size": int(shape[2]) if spatial else None,
-            "non_negative": tap.non_negative,
-            "description": tap.description,
-        })
+        taps.append(
+            {
+                "name": tap.name,
+                "tensor": tensor,
+                "channels": int(shape[1]),
+                "stride": round(crop / shape[2]) if spatial else None,
+                "size": int(shape[2]) if spatial else None,
+                "non_negative": tap.non_negative,
+                "description": tap.description,
+            }
+        )
     return {
         "name": name,
         "architecture": name,
@@ -255,10 +262,14 @@ def export_torchvision(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, dummy, str(temporary),
-            input_names=["images"], output_names=output_names,
+            wrapper,
+            dummy,
+            str(temporary),
+            input_names=["images"],
+            output_names=output_names,
             dynamic_axes={"images": {0: "N"}, **{n: {0: "N"} for n in output_names}},
-            opset_version=_OPSET, dynamo=False,
+            opset_version=_OPSET,
+            dynamo=False,
         )
     temporary.replace(path)
     return path, torchvision_card(name, shapes)

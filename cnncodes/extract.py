@@ -81,8 +81,11 @@ class ExtractionOptions:
     def check(self, owner: str = "") -> None:
         """Raise a one-line error for any value out of range (``owner`` names the estimator in it)."""
         for parameter, allowed in (
-            ("pooling", POOLINGS), ("views", VIEWS), ("combine", COMBINES),
-            ("normalize", NORMALIZATIONS), ("dtype", _DTYPES),
+            ("pooling", POOLINGS),
+            ("views", VIEWS),
+            ("combine", COMBINES),
+            ("normalize", NORMALIZATIONS),
+            ("dtype", _DTYPES),
         ):
             if getattr(self, parameter) not in allowed:
                 raise _choice_error(parameter, allowed, getattr(self, parameter), owner)
@@ -283,8 +286,11 @@ class Extractor:
         self.backbone: BackboneSpec = resolve_backbone(options.model)
         self.taps: list[TapSpec] = [self.backbone.get_tap(name) for name in options.layers]
         self.preprocessing = Preprocessing(
-            self.backbone.input_size, self.backbone.crop_fraction, self.backbone.interpolation,
-            options.draft, options.views,
+            self.backbone.input_size,
+            self.backbone.crop_fraction,
+            self.backbone.interpolation,
+            options.draft,
+            options.views,
         )
         self.batch_size, self.device, self.n_threads, self.optimization = batch_size, device, n_threads, optimization
         self.n_workers = n_workers or os.cpu_count() or 1
@@ -333,7 +339,8 @@ class Extractor:
             "tensor": tap.tensor,
             "preprocessing": {
                 **self.preprocessing.as_dict(),
-                "mean": list(self.backbone.mean), "std": list(self.backbone.std),
+                "mean": list(self.backbone.mean),
+                "std": list(self.backbone.std),
                 "color_order": self.backbone.color_order,
             },
             "relu": tap.relu_by_default if options.relu is None else options.relu,
@@ -360,8 +367,12 @@ class Extractor:
         if self._session is None:
             tensors = list(dict.fromkeys(tap.tensor for tap in self.taps))
             model = prepare_model(
-                self.model_path, tensors, input_name=self.backbone.input_name,
-                input_size=self.backbone.input_size, mean=self.backbone.mean, std=self.backbone.std,
+                self.model_path,
+                tensors,
+                input_name=self.backbone.input_name,
+                input_size=self.backbone.input_size,
+                mean=self.backbone.mean,
+                std=self.backbone.std,
                 color_order=self.backbone.color_order,
             )
             self._session = Session(model, self.device, n_threads=self.n_threads, optimization=self.optimization)
@@ -391,8 +402,13 @@ class Extractor:
         options, per_tap = self.options, []
         for tap in self.taps:
             spec_relu = tap.relu_by_default if options.relu is None else options.relu
-            codes = pool(outputs[tap.tensor], method=options.pooling, relu=spec_relu,
-                         grid=options.grid if tap.is_spatial else None, gem_p=options.gem_p)
+            codes = pool(
+                outputs[tap.tensor],
+                method=options.pooling,
+                relu=spec_relu,
+                grid=options.grid if tap.is_spatial else None,
+                gem_p=options.gem_p,
+            )
             codes = combine_views(codes, n_views(options.views), options.combine)
             codes = normalize_codes(codes, options.normalize, options.power)
             if options.dtype == "float16":  # in memory exactly what the cache will return
@@ -429,7 +445,9 @@ class Extractor:
         items, labels, class_names = _as_items(inputs)
         n = len(items)
         plan = ExtractionPlan(
-            items=items, labels=labels, class_names=class_names,
+            items=items,
+            labels=labels,
+            class_names=class_names,
             codes=[np.zeros((n, self._tap_length(tap)), np.float32) for tap in self.taps],
             ok=np.zeros(n, dtype=bool),
             progress=_Progress(n, sys.stderr.isatty() if self.progress is None else self.progress),
@@ -459,7 +477,9 @@ class Extractor:
         if len(codes) == 1 and rows.size == n:  # the common case: no copy of what may be a large array
             all_codes = codes[0]
         else:
-            all_codes = np.concatenate([block[rows] for block in codes], axis=1) if codes else np.empty((0, 0), np.float32)
+            all_codes = (
+                np.concatenate([block[rows] for block in codes], axis=1) if codes else np.empty((0, 0), np.float32)
+            )
         return ExtractionResult(
             codes=all_codes,
             paths=[items[i].name for i in rows],
@@ -489,7 +509,9 @@ class Extractor:
         plan.ok[hits] = True
         plan.todo = [i for i, hit in zip(plan.todo, present) if not hit]
 
-    def _set_keys(self, items: list[_Item], pool_: ThreadPoolExecutor, fail: Callable[[int, CnnCodesError], None]) -> None:
+    def _set_keys(
+        self, items: list[_Item], pool_: ThreadPoolExecutor, fail: Callable[[int, CnnCodesError], None]
+    ) -> None:
         """Content keys of every item; files unchanged since a previous run come from the cache's memo."""
         files = [i for i, item in enumerate(items) if isinstance(item.source, Path)]
         memo = self.cache.key_memo if self.cache else None
@@ -528,7 +550,9 @@ class Extractor:
             for block, tap_codes in zip(codes, per_tap):
                 block[batch_index] = tap_codes
             for fs, stored, tap_codes in zip(feature_sets, plan.stored, per_tap):
-                new = [j for j, key in enumerate(keys) if key not in stored]  # a tap cached already gets no duplicate rows
+                new = [
+                    j for j, key in enumerate(keys) if key not in stored
+                ]  # a tap cached already gets no duplicate rows
                 if new:
                     fs.add([keys[j] for j in new], tap_codes[new])
             ok[batch_index] = True

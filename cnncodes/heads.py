@@ -41,16 +41,36 @@ def _scaler(kind: str) -> list[tuple[str, Any]]:
 # name -> (estimator factory, its main hyperparameter grid, default scaling)
 _C_GRID = [0.001, 0.01, 0.1, 1.0]
 HEADS: dict[str, tuple[Any, dict[str, list[Any]], str]] = {
-    "linear-svm": (lambda rs, cw: LinearSVC(C=0.01, class_weight=cw, random_state=rs, max_iter=5000), {"C": _C_GRID}, "standardize"),
-    "logistic": (lambda rs, cw: LogisticRegression(C=0.1, class_weight=cw, max_iter=2000), {"C": _C_GRID}, "standardize"),
-    "random-forest": (lambda rs, cw: RandomForestClassifier(n_estimators=300, class_weight=cw, random_state=rs, n_jobs=-1),
-                      {"max_features": ["sqrt", 0.05]}, "none"),
-    "extra-trees": (lambda rs, cw: ExtraTreesClassifier(n_estimators=300, class_weight=cw, random_state=rs, n_jobs=-1),
-                    {"max_features": ["sqrt", 0.05]}, "none"),
-    "hist-gb": (lambda rs, cw: HistGradientBoostingClassifier(class_weight=cw, random_state=rs),
-                {"learning_rate": [0.05, 0.2]}, "none"),
-    "sgd": (lambda rs, cw: SGDClassifier(loss="hinge", alpha=1e-3, class_weight=cw, random_state=rs), {"alpha": [1e-4, 1e-3, 1e-2]},
-            "standardize"),
+    "linear-svm": (
+        lambda rs, cw: LinearSVC(C=0.01, class_weight=cw, random_state=rs, max_iter=5000),
+        {"C": _C_GRID},
+        "standardize",
+    ),
+    "logistic": (
+        lambda rs, cw: LogisticRegression(C=0.1, class_weight=cw, max_iter=2000),
+        {"C": _C_GRID},
+        "standardize",
+    ),
+    "random-forest": (
+        lambda rs, cw: RandomForestClassifier(n_estimators=300, class_weight=cw, random_state=rs, n_jobs=-1),
+        {"max_features": ["sqrt", 0.05]},
+        "none",
+    ),
+    "extra-trees": (
+        lambda rs, cw: ExtraTreesClassifier(n_estimators=300, class_weight=cw, random_state=rs, n_jobs=-1),
+        {"max_features": ["sqrt", 0.05]},
+        "none",
+    ),
+    "hist-gb": (
+        lambda rs, cw: HistGradientBoostingClassifier(class_weight=cw, random_state=rs),
+        {"learning_rate": [0.05, 0.2]},
+        "none",
+    ),
+    "sgd": (
+        lambda rs, cw: SGDClassifier(loss="hinge", alpha=1e-3, class_weight=cw, random_state=rs),
+        {"alpha": [1e-4, 1e-3, 1e-2]},
+        "standardize",
+    ),
 }
 _SCALINGS = ("standardize", "l2", "power-l2", "none")
 
@@ -113,7 +133,9 @@ def make_head(
             raise InputError(message)
         return Pipeline([*_scaler(scaling), ("clf", estimator.set_params(**params))])
     if cv:
-        estimator = GridSearchCV(estimator, grid, cv=StratifiedKFold(cv, shuffle=True, random_state=random_state), n_jobs=n_jobs)
+        estimator = GridSearchCV(
+            estimator, grid, cv=StratifiedKFold(cv, shuffle=True, random_state=random_state), n_jobs=n_jobs
+        )
     return Pipeline([*_scaler(scaling), ("clf", estimator)])
 
 

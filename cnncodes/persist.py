@@ -26,8 +26,12 @@ MODEL_FORMAT_VERSION = 1
 
 
 def _versions() -> dict[str, str]:
-    return {"cnncodes": VERSION, "scikit-learn": sklearn.__version__, "numpy": np.__version__,
-            "onnxruntime": onnxruntime_version()}
+    return {
+        "cnncodes": VERSION,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "onnxruntime": onnxruntime_version(),
+    }
 
 
 @dataclass
@@ -97,8 +101,11 @@ def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
     for package, version in _versions().items():
         saved = bundle.versions.get(package)
         if package in ("cnncodes", "scikit-learn") and saved != version:
-            warnings.warn(f"{path}: saved with {package} {saved}, loaded with {version}; predictions may differ",
-                          ModelMismatchWarning, stacklevel=2)
+            warnings.warn(
+                f"{path}: saved with {package} {saved}, loaded with {version}; predictions may differ",
+                ModelMismatchWarning,
+                stacklevel=2,
+            )
     if check_backbone:
         _check_backbone(bundle, path)
     return bundle

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 from .errors import CnnCodesError
 
@@ -36,12 +42,15 @@ class Report:
         """A readable summary: headline figures, then per-class precision, recall, F1."""
         lines = [
             f"samples {self.n_samples}  accuracy {self.accuracy:.4f}  balanced accuracy {self.balanced_accuracy:.4f}  "
-            f"macro F1 {self.macro_f1:.4f}" + "".join(f"  {k.replace('_', '-')} {v:.4f}" for k, v in self.top_k_accuracy.items()),
+            f"macro F1 {self.macro_f1:.4f}"
+            + "".join(f"  {k.replace('_', '-')} {v:.4f}" for k, v in self.top_k_accuracy.items()),
         ]
         width = max(len("class"), *(len(name) for name in self.class_names))
         lines.append(f"{'class':<{width}}  precision  recall  f1      support")
         for row in self.per_class:
-            lines.append(f"{row['name']:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}  {row['support']:7d}")
+            lines.append(
+                f"{row['name']:<{width}}  {row['precision']:9.4f}  {row['recall']:6.4f}  {row['f1']:6.4f}  {row['support']:7d}"
+            )
         lines.append("confusion matrix (rows: true, columns: predicted):")
         lines += ["  " + " ".join(f"{v:6d}" for v in row) for row in self.confusion_matrix]
         return "\n".join(lines)
@@ -144,7 +153,9 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path | str, ylabel: str = "
     figure, axes = plt.subplots(figsize=(2 + 1.2 * len(features), 4))
     width = 0.8 / max(len(heads), 1)
     for h, head in enumerate(heads):
-        values = [next((r["accuracy"] for r in rows if r["features"] == f and r["head"] == head), 0.0) for f in features]
+        values = [
+            next((r["accuracy"] for r in rows if r["features"] == f and r["head"] == head), 0.0) for f in features
+        ]
         axes.bar(np.arange(len(features)) + h * width, values, width, label=head)
     axes.set_xticks(np.arange(len(features)) + width * (len(heads) - 1) / 2, features, rotation=30, ha="right")
     axes.set_ylabel(ylabel)

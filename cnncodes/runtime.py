@@ -108,8 +108,12 @@ def _with_options(device: str) -> str | tuple[str, dict[str, str]]:
     if device != "tensorrt":
         return _PROVIDERS[device]
     engines = default_cache_dir() / "tensorrt"
-    return _PROVIDERS[device], {"trt_engine_cache_enable": "True", "trt_engine_cache_path": str(engines),
-                                "trt_timing_cache_enable": "True", "trt_timing_cache_path": str(engines)}
+    return _PROVIDERS[device], {
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(engines),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(engines),
+    }
 
 
 def _try_provider(model: bytes, device: str, options: ort.SessionOptions) -> tuple[ort.InferenceSession | None, str]:
@@ -121,7 +125,9 @@ def _try_provider(model: bytes, device: str, options: ort.SessionOptions) -> tup
     error_text = ""
     with _captured_output() as log:
         try:
-            session = ort.InferenceSession(model, sess_options=options, providers=[_with_options(device), _PROVIDERS["cpu"]])
+            session = ort.InferenceSession(
+                model, sess_options=options, providers=[_with_options(device), _PROVIDERS["cpu"]]
+            )
         except (RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail) as error:  # type: ignore[attr-defined]
             error_text = str(error)
     if session is not None and session.get_providers()[0] == provider:
@@ -173,9 +179,7 @@ def choose_provider(
             return session, ProviderChoice(_PROVIDERS[candidate], candidate, passed_over)
         passed_over[_PROVIDERS[candidate]] = reason
     if device in ("cuda", "tensorrt"):
-        message = (
-            f"{_PROVIDERS[device]} requested but {passed_over[_PROVIDERS[device]]}; using CPUExecutionProvider"
-        )
+        message = f"{_PROVIDERS[device]} requested but {passed_over[_PROVIDERS[device]]}; using CPUExecutionProvider"
         warnings.warn(message, ProviderFallbackWarning, stacklevel=2)
     session = ort.InferenceSession(model, sess_options=options, providers=[_PROVIDERS["cpu"]])
     return session, ProviderChoice(_PROVIDERS["cpu"], "cpu", passed_over)
@@ -193,7 +197,9 @@ class Session:
     optimization : str, default="all"
     """
 
-    def __init__(self, model: bytes, device: str = "auto", *, n_threads: int | None = None, optimization: str = "all") -> None:
+    def __init__(
+        self, model: bytes, device: str = "auto", *, n_threads: int | None = None, optimization: str = "all"
+    ) -> None:
         self._session, self.choice = choose_provider(model, device, n_threads=n_threads, optimization=optimization)
         self.input_name = self._session.get_inputs()[0].name
         self.output_names = [output.name for output in self._session.get_outputs()]

@@ -79,9 +79,11 @@ class SweepResult:
         spec = get_backbone(best.model)
         spatial = any(spec.get_tap(tap).is_spatial for tap in best.features.split("+"))
         pooling = f" ({best.pooling} pooling)" if spatial else ""
-        text = (f"Use {best.model} {best.features}{pooling} with {best.head} "
-                f"({', '.join(f'{k}={v}' for k, v in best.params.items())}): balanced accuracy "
-                f"{best.balanced_accuracy:.4f}, accuracy {best.accuracy:.4f} ({self.protocol}).")
+        text = (
+            f"Use {best.model} {best.features}{pooling} with {best.head} "
+            f"({', '.join(f'{k}={v}' for k, v in best.params.items())}): balanced accuracy "
+            f"{best.balanced_accuracy:.4f}, accuracy {best.accuracy:.4f} ({self.protocol})."
+        )
         baseline = [row for row in self.rows if row.features == BASELINE]
         if baseline:
             gain = best.balanced_accuracy - baseline[0].balanced_accuracy
@@ -91,9 +93,14 @@ class SweepResult:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return {"protocol": self.protocol, "n_samples": self.n_samples, "class_names": self.class_names,
-                "rows": [asdict(row) for row in self.rows], "best": asdict(self.best),
-                "recommendation": self.recommendation()}
+        return {
+            "protocol": self.protocol,
+            "n_samples": self.n_samples,
+            "class_names": self.class_names,
+            "rows": [asdict(row) for row in self.rows],
+            "best": asdict(self.best),
+            "recommendation": self.recommendation(),
+        }
 
 
 def default_layer_sets(model: str) -> list[str]:
@@ -119,12 +126,20 @@ def _param_grid(head: str) -> list[dict[str, Any]]:
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
-def _score(estimator: Any, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray] | None,
-           cv: Any, groups: np.ndarray | None, n_jobs: int | None = None) -> tuple[float, float, float, float]:
+def _score(
+    estimator: Any,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
+    cv: Any,
+    groups: np.ndarray | None,
+    n_jobs: int | None = None,
+) -> tuple[float, float, float, float]:
     if val is not None:
         predicted = clone(estimator).fit(*train).predict(val[0])
         return accuracy_score(val[1], predicted), balanced_accuracy_score(val[1], predicted), 0.0, 0.0
-    scores = cross_validate(estimator, *train, groups=groups, cv=cv, scoring=("accuracy", "balanced_accuracy"), n_jobs=n_jobs)
+    scores = cross_validate(
+        estimator, *train, groups=groups, cv=cv, scoring=("accuracy", "balanced_accuracy"), n_jobs=n_jobs
+    )
     acc, bal = scores["test_accuracy"], scores["test_balanced_accuracy"]
     return float(acc.mean()), float(bal.mean()), float(acc.std()), float(bal.std())
 
@@ -224,8 +239,9 @@ def sweep(
             X = train.X[:, columns]
             val_xy = (held_out.X[:, columns], _remap(held_out, train)) if held_out is not None else None
             with dask_backend(client) as n_jobs:
-                for row in _score_heads(model, layer_set, X, train.y, val_xy, heads, splitter, group_ids, class_weight,
-                                        random_state, n_jobs):
+                for row in _score_heads(
+                    model, layer_set, X, train.y, val_xy, heads, splitter, group_ids, class_weight, random_state, n_jobs
+                ):
                     row.pooling = pooling
                     rows.append(row)
     if baseline and reference is not None and reference.source is None:
@@ -234,7 +250,9 @@ def sweep(
         if reference_val is not None:
             val_xy = (_thumbnails(reference_val.paths, template.n_workers), _remap(reference_val, reference))
         group_ids = _group_ids(reference.paths, groups) if groups else None
-        rows += _score_heads("-", BASELINE, X, reference.y, val_xy, heads, splitter, group_ids, class_weight, random_state)
+        rows += _score_heads(
+            "-", BASELINE, X, reference.y, val_xy, heads, splitter, group_ids, class_weight, random_state
+        )
     rows.sort(key=lambda row: (-row.balanced_accuracy, -row.accuracy))
     assert reference is not None
     result = SweepResult(rows, protocol, int(len(reference.y)), reference.class_names)
@@ -244,9 +262,18 @@ def sweep(
         folder = Path(report_dir)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "sweep.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
-        chart_rows = [{"features": (f"{r.model} {r.features} {r.pooling}" if r.model != "-" else r.features), "head": r.head,
-                       "accuracy": r.balanced_accuracy} for r in result.best_per_combination()]
-        result.files = [folder / "sweep.json", plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({protocol})")]
+        chart_rows = [
+            {
+                "features": (f"{r.model} {r.features} {r.pooling}" if r.model != "-" else r.features),
+                "head": r.head,
+                "accuracy": r.balanced_accuracy,
+            }
+            for r in result.best_per_combination()
+        ]
+        result.files = [
+            folder / "sweep.json",
+            plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({protocol})"),
+        ]
     return result
 
 
@@ -258,9 +285,19 @@ def _remap(held_out: LabelledCodes, train: LabelledCodes) -> np.ndarray:
     return np.array([train.class_names.index(n) for n in held_out.class_names])[held_out.y]
 
 
-def _score_heads(model: str, features: str, X: np.ndarray, y: np.ndarray, val: Any, heads: Sequence[str],
-                 splitter: Any, groups: np.ndarray | None, class_weight: str | None, random_state: int,
-                 n_jobs: int | None = None) -> list[SweepRow]:
+def _score_heads(
+    model: str,
+    features: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    val: Any,
+    heads: Sequence[str],
+    splitter: Any,
+    groups: np.ndarray | None,
+    class_weight: str | None,
+    random_state: int,
+    n_jobs: int | None = None,
+) -> list[SweepRow]:
     rows = []
     for head in heads:
         base = make_head(head, cv=None, class_weight=class_weight, random_state=random_state)
@@ -268,6 +305,9 @@ def _score_heads(model: str, features: str, X: np.ndarray, y: np.ndarray, val: A
             start = time.monotonic()
             estimator = clone(base).set_params(**{f"clf__{k}": v for k, v in params.items()})
             acc, bal, acc_std, bal_std = _score(estimator, (X, y), val, splitter, groups, n_jobs)
-            rows.append(SweepRow(model, features, head, params, int(X.shape[1]), acc, bal, acc_std, bal_std,
-                                 time.monotonic() - start))
+            rows.append(
+                SweepRow(
+                    model, features, head, params, int(X.shape[1]), acc, bal, acc_std, bal_std, time.monotonic() - start
+                )
+            )
     return rows

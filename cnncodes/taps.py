@@ -180,7 +180,9 @@ def prepare_model(
     produced = {name for node in graph.node for name in node.output}
     missing = [name for name in outputs if name not in produced]
     if missing:
-        message = f"{path}: no tensor named {', '.join(repr(m) for m in missing)}; run 'cnncodes layers {path}' to list them"
+        message = (
+            f"{path}: no tensor named {', '.join(repr(m) for m in missing)}; run 'cnncodes layers {path}' to list them"
+        )
         raise UnknownLayerError(message)
     if input_name not in {value.name for value in graph.input}:
         message = f"{path}: no graph input named '{input_name}'"

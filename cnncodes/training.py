@@ -20,8 +20,17 @@ from .persist import ModelBundle, load_model, save_model
 from .report import Report, make_report, write_report
 from .transformer import CNNCodes
 
-__all__ = ["LabelledCodes", "load_labelled_codes", "TrainResult", "train", "EvaluationResult", "evaluate",
-           "Prediction", "PredictionResult", "predict"]
+__all__ = [
+    "LabelledCodes",
+    "load_labelled_codes",
+    "TrainResult",
+    "train",
+    "EvaluationResult",
+    "evaluate",
+    "Prediction",
+    "PredictionResult",
+    "predict",
+]
 
 _CODE_PARAMETERS = ("model", "layer", "pooling", "grid", "relu", "views", "combine", "normalize", "dtype")
 
@@ -48,8 +57,9 @@ def _codes_from_spec(spec: dict[str, Any], template: CNNCodes) -> CNNCodes:
     return CNNCodes(**{**template.get_params(), **params})
 
 
-def load_labelled_codes(data: str | Path | Sequence[str | Path], codes: CNNCodes | None = None,
-                        *, read_codes: bool = True) -> LabelledCodes:
+def load_labelled_codes(
+    data: str | Path | Sequence[str | Path], codes: CNNCodes | None = None, *, read_codes: bool = True
+) -> LabelledCodes:
     """Codes and labels of a class-per-folder tree, a labelled CSV, or a codes file written by ``extract``.
 
     Parameters
@@ -74,8 +84,16 @@ def load_labelled_codes(data: str | Path | Sequence[str | Path], codes: CNNCodes
             message = f"{single}: the codes file has no labels; extract from a class-per-folder tree or a labelled CSV"
             raise InputError(message)
         transformer = _codes_from_spec(content.spec, template).fit()
-        return LabelledCodes(content.codes, content.labels, content.class_names, content.paths, transformer,
-                             content.spec, content.failures, single)
+        return LabelledCodes(
+            content.codes,
+            content.labels,
+            content.class_names,
+            content.paths,
+            transformer,
+            content.spec,
+            content.failures,
+            single,
+        )
     dataset = load_dataset(data)
     if dataset.labels is None or dataset.class_names is None:
         message = f"{data}: no labels; give a folder with one subfolder per class, or a CSV of path,label rows"
@@ -83,8 +101,9 @@ def load_labelled_codes(data: str | Path | Sequence[str | Path], codes: CNNCodes
     transformer = CNNCodes(**{**template.get_params(), "on_error": "drop"}).fit()
     result = transformer.extract(dataset)
     transformer.set_params(on_error=template.on_error).fit()
-    return LabelledCodes(result.codes, result.labels, dataset.class_names, result.paths, transformer,
-                         result.spec, result.failures)
+    return LabelledCodes(
+        result.codes, result.labels, dataset.class_names, result.paths, transformer, result.spec, result.failures
+    )
 
 
 @dataclass
@@ -103,8 +122,10 @@ class TrainResult:
         cv = f", cross-validated accuracy {self.cv_accuracy:.4f}" if self.cv_accuracy is not None else ""
         params = f" ({', '.join(f'{k}={v}' for k, v in self.best_params.items())})" if self.best_params else ""
         where = f" -> {self.path}" if self.path else ""
-        return (f"trained {self.bundle.head} on {self.n_samples} images, {len(self.bundle.class_names)} classes"
-                f"{cv}{params}, {len(self.failures)} failed{where}")
+        return (
+            f"trained {self.bundle.head} on {self.n_samples} images, {len(self.bundle.class_names)} classes"
+            f"{cv}{params}, {len(self.failures)} failed{where}"
+        )
 
 
 def train(
@@ -168,20 +189,35 @@ def train(
         weights = None
         if class_weight == "balanced":
             weights = dict(zip(classes, compute_class_weight("balanced", classes=classes, y=labelled.y)))
-        fitted = fit_out_of_core(lambda: iter_codes_file(labelled.source, chunk_rows), classes,
-                                 class_weight=weights, random_state=random_state)
+        fitted = fit_out_of_core(
+            lambda: iter_codes_file(labelled.source, chunk_rows),
+            classes,
+            class_weight=weights,
+            random_state=random_state,
+        )
         cv_accuracy, best_params = None, {}
     else:
         with dask_backend(client) as dask_jobs:
-            fitted = make_head(head, cv=cv, scaling=scaling, class_weight=class_weight, random_state=random_state,
-                               n_jobs=dask_jobs or n_jobs, params=params).fit(labelled.X, labelled.y)
+            fitted = make_head(
+                head,
+                cv=cv,
+                scaling=scaling,
+                class_weight=class_weight,
+                random_state=random_state,
+                n_jobs=dask_jobs or n_jobs,
+                params=params,
+            ).fit(labelled.X, labelled.y)
         search = fitted.steps[-1][1]
         cv_accuracy = float(search.best_score_) if isinstance(search, GridSearchCV) else None
         best_params = dict(search.best_params_) if isinstance(search, GridSearchCV) else {}
     pipeline = Pipeline([("codes", labelled.codes), ("head", fitted)])
     bundle = ModelBundle(
-        pipeline=pipeline, class_names=labelled.class_names, spec=labelled.spec, backbone=labelled.codes.model,
-        backbone_sha256=labelled.spec["layers"][0]["model_sha256"], head=head,  # the file the codes came from
+        pipeline=pipeline,
+        class_names=labelled.class_names,
+        spec=labelled.spec,
+        backbone=labelled.codes.model,
+        backbone_sha256=labelled.spec["layers"][0]["model_sha256"],
+        head=head,  # the file the codes came from
         metrics={"cv_accuracy": cv_accuracy, "best_params": best_params, "n_samples": int(len(labelled.y))},
     )
     path = save_model(bundle, output) if output is not None else None
@@ -239,7 +275,9 @@ def evaluate(
     codes = _runtime_codes(bundle, cache, device)
     labelled = load_labelled_codes(data, codes)
     if labelled.source is not None and labelled.spec.get("layers") != bundle.spec.get("layers"):
-        message = f"{labelled.source}: its codes are of another feature set than the model's; evaluate on the images instead"
+        message = (
+            f"{labelled.source}: its codes are of another feature set than the model's; evaluate on the images instead"
+        )
         raise InputError(message)
     unknown = sorted(set(labelled.class_names) - set(bundle.class_names))
     if unknown:

@@ -116,17 +116,33 @@ class CNNCodes(TransformerMixin, BaseEstimator):
     def _options(self) -> ExtractionOptions:
         layer = self.layer if isinstance(self.layer, str) else tuple(self.layer)
         return ExtractionOptions(
-            model=self.model, layer=layer, pooling=self.pooling, grid=self.grid, relu=self.relu, views=self.views,
-            combine=self.combine, normalize=self.normalize, dtype=self.dtype,
+            model=self.model,
+            layer=layer,
+            pooling=self.pooling,
+            grid=self.grid,
+            relu=self.relu,
+            views=self.views,
+            combine=self.combine,
+            normalize=self.normalize,
+            dtype=self.dtype,
         )
 
     def _make_extractor(self) -> Extractor:
         if self.on_error not in _ON_ERROR:
-            message = f"The 'on_error' parameter of CNNCodes must be one of 'raise', 'drop'. Got {self.on_error!r} instead."
+            message = (
+                f"The 'on_error' parameter of CNNCodes must be one of 'raise', 'drop'. Got {self.on_error!r} instead."
+            )
             raise ValueError(message)
         return Extractor(
-            self._options(), cache=self.cache, batch_size=self.batch_size, device=self.device, n_threads=self.n_threads,
-            optimization=self.optimization, n_workers=self.n_workers, on_error="raise" if self.on_error == "raise" else "skip", progress=False,
+            self._options(),
+            cache=self.cache,
+            batch_size=self.batch_size,
+            device=self.device,
+            n_threads=self.n_threads,
+            optimization=self.optimization,
+            n_workers=self.n_workers,
+            on_error="raise" if self.on_error == "raise" else "skip",
+            progress=False,
             owner=type(self).__name__,
         )
 
@@ -170,7 +186,11 @@ class CNNCodes(TransformerMixin, BaseEstimator):
         self.dropped_indices_ = np.setdiff1d(np.arange(result.n_images), result.indices).astype(np.int64)
         if len(self.dropped_indices_):
             reasons = "; ".join(f"{path}: {reason}" for path, reason in result.failures[:3])
-            warnings.warn(f"CNNCodes dropped {len(self.dropped_indices_)} of {result.n_images} images ({reasons})", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"CNNCodes dropped {len(self.dropped_indices_)} of {result.n_images} images ({reasons})",
+                UserWarning,
+                stacklevel=2,
+            )
         return result.codes
 
     def extract(self, X: Any) -> ExtractionResult:

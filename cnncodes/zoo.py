@@ -18,7 +18,16 @@ from .fingerprint import sha256_file
 from .taps import graph_input, list_tensors
 from .weights import load_state_dict
 
-__all__ = ["resolve_backbone", "ensure_model_file", "fetch_model", "export_model", "LayerRow", "list_layers", "ModelRow", "list_models"]
+__all__ = [
+    "resolve_backbone",
+    "ensure_model_file",
+    "fetch_model",
+    "export_model",
+    "LayerRow",
+    "list_layers",
+    "ModelRow",
+    "list_models",
+]
 
 logger = logging.getLogger("cnncodes")
 
@@ -51,16 +60,33 @@ def resolve_backbone(model: str | Path) -> BackboneSpec:
         path = Path(model).resolve()
         tensors = list_tensors(path)
         taps = tuple(
-            TapSpec(t.name, t.name, t.n_features or 0, None,
-                    t.shape[2] if len(t.shape) == 4 and isinstance(t.shape[2], int) else None, False)
+            TapSpec(
+                t.name,
+                t.name,
+                t.n_features or 0,
+                None,
+                t.shape[2] if len(t.shape) == 4 and isinstance(t.shape[2], int) else None,
+                False,
+            )
             for t in tensors
         )
         input_name, input_size = graph_input(path)
         default = tensors[-1].name if tensors else ""
         spec = BackboneSpec(
-            name=str(model), architecture="onnx", source="file", license="unknown", input_size=input_size,
-            crop_fraction=0.875, interpolation="bilinear", mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
-            color_order="RGB", input_name=input_name, onnx_file=path.name, taps=taps, default_tap=default,
+            name=str(model),
+            architecture="onnx",
+            source="file",
+            license="unknown",
+            input_size=input_size,
+            crop_fraction=0.875,
+            interpolation="bilinear",
+            mean=_IMAGENET_MEAN,
+            std=_IMAGENET_STD,
+            color_order="RGB",
+            input_name=input_name,
+            onnx_file=path.name,
+            taps=taps,
+            default_tap=default,
             extra={"onnx_path": str(path)},
         )
         return spec
@@ -169,12 +195,22 @@ def list_layers(model: str | Path) -> list[LayerRow]:
     """
     if str(model).endswith(".onnx") or Path(model).is_file():
         return [
-            LayerRow(t.name, t.name, t.n_features, t.shape[2] if len(t.shape) == 4 and isinstance(t.shape[2], int) else None,
-                     None, None, None, t.shape)
+            LayerRow(
+                t.name,
+                t.name,
+                t.n_features,
+                t.shape[2] if len(t.shape) == 4 and isinstance(t.shape[2], int) else None,
+                None,
+                None,
+                None,
+                t.shape,
+            )
             for t in list_tensors(model)
         ]
     spec = get_backbone(str(model))
-    return [LayerRow(t.name, t.tensor, t.channels, t.size, t.stride, t.non_negative, t.relu_by_default) for t in spec.taps]
+    return [
+        LayerRow(t.name, t.tensor, t.channels, t.size, t.stride, t.non_negative, t.relu_by_default) for t in spec.taps
+    ]
 
 
 @dataclass(frozen=True)
@@ -198,8 +234,16 @@ class ModelRow:
 def list_models() -> list[ModelRow]:
     """Summaries of every zoo backbone: size, taps, whether its ONNX file is here, license."""
     return [
-        ModelRow(spec.name, spec.input_size, {t.name: t.channels for t in spec.taps}, spec.default_tap,
-                 spec.is_present(), spec.source, spec.license, str(spec.onnx_path))
+        ModelRow(
+            spec.name,
+            spec.input_size,
+            {t.name: t.channels for t in spec.taps},
+            spec.default_tap,
+            spec.is_present(),
+            spec.source,
+            spec.license,
+            str(spec.onnx_path),
+        )
         for spec in list_backbones()
     ]
 

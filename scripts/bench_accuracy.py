@@ -27,25 +27,49 @@ SPLITS = {"hymenoptera": ("train", "val"), "chest_xray": ("train", "test")}
 CLASS_WEIGHT = {"hymenoptera": None, "chest_xray": "balanced"}  # chest_xray is 74% pneumonia
 
 
-def score(train: Path, held_out: Path, head: str, codes: CNNCodes, class_weight: str | None,
-          params: dict[str, object] | None = None) -> dict[str, float]:
+def score(
+    train: Path,
+    held_out: Path,
+    head: str,
+    codes: CNNCodes,
+    class_weight: str | None,
+    params: dict[str, object] | None = None,
+) -> dict[str, float]:
     start = time.monotonic()
     model = cnncodes.train(train, head=head, codes=codes, class_weight=class_weight, params=params)
     report = cnncodes.evaluate(model.bundle, held_out, cache=codes.cache).report
-    return {"accuracy": report.accuracy, "balanced_accuracy": report.balanced_accuracy,
-            "cv_accuracy": model.cv_accuracy, "params": params or model.best_params, "seconds": time.monotonic() - start}
+    return {
+        "accuracy": report.accuracy,
+        "balanced_accuracy": report.balanced_accuracy,
+        "cv_accuracy": model.cv_accuracy,
+        "params": params or model.best_params,
+        "seconds": time.monotonic() - start,
+    }
 
 
-def sweep_pick(train: Path, held_out: Path, codes: CNNCodes, class_weight: str | None, on_split: bool) -> dict[str, object]:
-    result = cnncodes.sweep(train, codes=codes, val=held_out if on_split else None, class_weight=class_weight,
-                            baseline=not on_split, poolings=("avg", "gem"))
+def sweep_pick(
+    train: Path, held_out: Path, codes: CNNCodes, class_weight: str | None, on_split: bool
+) -> dict[str, object]:
+    result = cnncodes.sweep(
+        train,
+        codes=codes,
+        val=held_out if on_split else None,
+        class_weight=class_weight,
+        baseline=not on_split,
+        poolings=("avg", "gem"),
+    )
     best = result.best
     layer = best.features if "+" not in best.features else tuple(best.features.split("+"))
     picked = CNNCodes(**{**codes.get_params(), "layer": layer, "pooling": best.pooling})
     held = score(train, held_out, best.head, picked, class_weight, params=best.params)
     baseline = next((r for r in result.rows if r.features == cnncodes.BASELINE), None)
-    return {"layer": f"{best.features} ({best.pooling})", "head": best.head, "sweep_balanced_accuracy": best.balanced_accuracy, **held,
-            "baseline_balanced_accuracy": baseline.balanced_accuracy if baseline else None}
+    return {
+        "layer": f"{best.features} ({best.pooling})",
+        "head": best.head,
+        "sweep_balanced_accuracy": best.balanced_accuracy,
+        **held,
+        "baseline_balanced_accuracy": baseline.balanced_accuracy if baseline else None,
+    }
 
 
 def main() -> None:
@@ -70,7 +94,9 @@ def main() -> None:
             figures[name] = rows
             continue
         rows["sweep, picked by 5-fold CV on train"] = sweep_pick(train, held_out, codes, weight, on_split=False)
-        rows[f"sweep, picked on the {SPLITS[name][1]} split (optimistic)"] = sweep_pick(train, held_out, codes, weight, on_split=True)
+        rows[f"sweep, picked on the {SPLITS[name][1]} split (optimistic)"] = sweep_pick(
+            train, held_out, codes, weight, on_split=True
+        )
         figures[name] = rows
         print(f"\n{name}: trained on {SPLITS[name][0]}, scored on {SPLITS[name][1]}; class_weight={weight}")
         print("| features / head | accuracy | balanced accuracy | chosen |")

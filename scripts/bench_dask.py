@@ -25,7 +25,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="*", type=Path, default=[SHARED / "hymenoptera", SHARED / "chest_xray" / "test"])
+    parser.add_argument(
+        "--data", nargs="*", type=Path, default=[SHARED / "hymenoptera", SHARED / "chest_xray" / "test"]
+    )
     parser.add_argument("--partition-size", type=int, default=100)
     args = parser.parse_args()
     paths = sorted(str(p) for folder in args.data for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg"})
@@ -34,17 +36,27 @@ def main() -> None:
     cores = os.cpu_count() or 1
     for n_workers in (1, 2):
         threads = max(1, cores // n_workers)
-        with LocalCluster(n_workers=n_workers, threads_per_worker=threads, dashboard_address=":0") as cluster, \
-                Client(cluster) as client, tempfile.TemporaryDirectory() as cache:
+        with LocalCluster(n_workers=n_workers, threads_per_worker=threads, dashboard_address=":0") as cluster, Client(
+            cluster
+        ) as client, tempfile.TemporaryDirectory() as cache:
             start = time.perf_counter()
-            result = cnncodes.extract(paths, cache=cache, client=client, partition_size=args.partition_size, progress=False)
+            result = cnncodes.extract(
+                paths, cache=cache, client=client, partition_size=args.partition_size, progress=False
+            )
             rates[n_workers] = len(result.paths) / (time.perf_counter() - start)
     print(f"{len(paths)} images, {cores} cores, partitions of {args.partition_size}")
     print("| workers | threads each | images/s |\n|---:|---:|---:|")
     for n_workers, rate in rates.items():
         print(f"| {n_workers} | {max(1, cores // n_workers)} | {rate:.1f} |")
-    print(json.dumps({"one_worker": round(rates[1], 1), "two_workers": round(rates[2], 1),
-                      "ratio": round(rates[2] / rates[1], 3)}))
+    print(
+        json.dumps(
+            {
+                "one_worker": round(rates[1], 1),
+                "two_workers": round(rates[2], 1),
+                "ratio": round(rates[2] / rates[1], 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

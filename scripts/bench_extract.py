@@ -179,7 +179,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         listing = write_list(paths, tmp / "paths.txt")
-        run(CNNCODES_RUN, write_list(paths[:8], tmp / "warm.txt"), tmp / "warm_cache", tmp / "warm.h5")  # builds the model once
+        run(
+            CNNCODES_RUN, write_list(paths[:8], tmp / "warm.txt"), tmp / "warm_cache", tmp / "warm.h5"
+        )  # builds the model once
         cold = run(CNNCODES_RUN, listing, tmp / "cache", tmp / "codes.h5")
         cached = run(CNNCODES_RUN, listing, tmp / "cache", tmp / "codes.h5")
         peer = run(PEER_RUN, listing, tmp / "peer.npy")
@@ -188,8 +190,10 @@ def main() -> None:
         many = write_list(make_copies(paths, tmp / "copies", args.copies), tmp / "many.txt")
         big = run(CNNCODES_RUN, many, tmp / "cache_many", tmp / "many.h5")
     n = len(paths)
-    rate = {name: result["images"] / result["seconds"] for name, result in
-            [("cold", cold), ("cached", cached), ("peer", peer), ("ceiling", ceiling), ("big", big)]}
+    rate = {
+        name: result["images"] / result["seconds"]
+        for name, result in [("cold", cold), ("cached", cached), ("peer", peer), ("ceiling", ceiling), ("big", big)]
+    }
     ratios = {
         "vs_torch": round(rate["cold"] / rate["peer"], 2),
         "vs_ceiling": round(rate["cold"] / rate["ceiling"], 3),

@@ -29,7 +29,9 @@ def images_per_second(extractor: cnncodes.Extractor, batch_size: int, seconds: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--models", nargs="*", default=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+    parser.add_argument(
+        "--models", nargs="*", default=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    )
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     for model in args.models:

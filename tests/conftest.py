@@ -42,8 +42,11 @@ def build_tiny_model(path: Path, size: int = 32) -> Path:
         helper.make_node("Flatten", ["gap"], ["vector"], axis=1),
     ]
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
-        [helper.make_tensor_value_info("vector", TensorProto.FLOAT, ["N", 6])], inits,
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("vector", TensorProto.FLOAT, ["N", 6])],
+        inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -28,8 +28,15 @@ class ReferenceLite(torch.nn.Module):
         w = self.state[f"{conv}.weight"]
         x = F.conv2d(same_pad(x, w.shape[-1], stride), w, stride=stride, groups=groups)
         s = self.state
-        return F.batch_norm(x, s[f"{bn}.running_mean"], s[f"{bn}.running_var"], s[f"{bn}.weight"], s[f"{bn}.bias"],
-                            training=False, eps=1e-3)
+        return F.batch_norm(
+            x,
+            s[f"{bn}.running_mean"],
+            s[f"{bn}.running_var"],
+            s[f"{bn}.weight"],
+            s[f"{bn}.bias"],
+            training=False,
+            eps=1e-3,
+        )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}

@@ -9,16 +9,46 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cnncodes"
 LAYERS = {
-    "errors": 0, "fingerprint": 0, "version": 0, "paths": 0,
-    "backbones": 1, "weights": 1, "images": 1, "pooling": 1, "datasets": 1, "download": 1, "filekeys": 1,
-    "build_lite": 2, "taps": 2, "runtime": 2, "cache": 2, "export": 2,
-    "zoo": 2.5, "extract": 3, "distributed": 3.5, "api": 3.6,
-    "transformer": 4, "heads": 4, "persist": 4, "report": 4, "training": 4.5, "sweep": 4.6,
-    "cli": 5, "__main__": 5.1, "__init__": 4.9,
+    "errors": 0,
+    "fingerprint": 0,
+    "version": 0,
+    "paths": 0,
+    "backbones": 1,
+    "weights": 1,
+    "images": 1,
+    "pooling": 1,
+    "datasets": 1,
+    "download": 1,
+    "filekeys": 1,
+    "build_lite": 2,
+    "taps": 2,
+    "runtime": 2,
+    "cache": 2,
+    "export": 2,
+    "zoo": 2.5,
+    "extract": 3,
+    "distributed": 3.5,
+    "api": 3.6,
+    "transformer": 4,
+    "heads": 4,
+    "persist": 4,
+    "report": 4,
+    "training": 4.5,
+    "sweep": 4.6,
+    "cli": 5,
+    "__main__": 5.1,
+    "__init__": 4.9,
 }
 # Third-party packages that only one module may import.
-OWNERS = {"onnxruntime": {"runtime"}, "h5py": {"cache"}, "torch": {"export"}, "torchvision": {"export"},
-          "click": {"cli"}, "dask": {"distributed"}, "matplotlib": {"report"}}
+OWNERS = {
+    "onnxruntime": {"runtime"},
+    "h5py": {"cache"},
+    "torch": {"export"},
+    "torchvision": {"export"},
+    "click": {"cli"},
+    "dask": {"distributed"},
+    "matplotlib": {"report"},
+}
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
 
 
@@ -65,5 +95,7 @@ def test_flake8_clean() -> None:
     import sys
 
     root = PACKAGE.parent
-    completed = subprocess.run([sys.executable, "-m", "flake8", "cnncodes", "tests", "scripts"], cwd=root, capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "flake8", "cnncodes", "tests", "scripts"], cwd=root, capture_output=True, text=True
+    )
     assert completed.returncode == 0, completed.stdout

@@ -35,8 +35,12 @@ def test_lite_taps_yield_card_dimensions(name: str) -> None:
     spec = get_backbone(name)
     path = cnncodes.ensure_model_file(spec)
     tensors = [tap.tensor for tap in spec.taps]
-    session = Session(prepare_model(path, tensors, input_name=spec.input_name, input_size=spec.input_size,
-                                    mean=spec.mean, std=spec.std), "cpu")
+    session = Session(
+        prepare_model(
+            path, tensors, input_name=spec.input_name, input_size=spec.input_size, mean=spec.mean, std=spec.std
+        ),
+        "cpu",
+    )
     outputs = session.run(np.zeros((1, spec.input_size, spec.input_size, 3), np.uint8))
     for tap in spec.taps:
         shape = outputs[tap.tensor].shape
@@ -59,7 +63,9 @@ def test_list_backbones_has_the_zoo() -> None:
 
 def test_get_backbone_unknown_suggests() -> None:
     """Check that a misspelt backbone gets a one-line error with a suggestion."""
-    expected = "Unknown backbone 'efficientnet_lit0'. Did you mean 'efficientnet_lite0'? Run 'cnncodes models' to list them."
+    expected = (
+        "Unknown backbone 'efficientnet_lit0'. Did you mean 'efficientnet_lite0'? Run 'cnncodes models' to list them."
+    )
     with pytest.raises(UnknownBackboneError, match=re.escape(expected)):
         get_backbone("efficientnet_lit0")
 
@@ -69,7 +75,8 @@ def test_get_tap_unknown_suggests() -> None:
     spec = get_backbone("efficientnet_lite0")
     expected = (
         "Unknown layer 'stage44' for backbone 'efficientnet_lite0'. Did you mean 'stage4'? Known layers: "
-        + ", ".join(spec.tap_names) + "."
+        + ", ".join(spec.tap_names)
+        + "."
     )
     with pytest.raises(UnknownLayerError, match=re.escape(expected)):
         spec.get_tap("stage44")

@@ -36,8 +36,12 @@ def test_build_lite_model_folds_bn_and_pads_inside_conv(lite: tuple[str, onnx.Mo
     _, model = lite
     ops = {node.op_type for node in model.graph.node}
     assert "BatchNormalization" not in ops and "Pad" not in ops
-    stride2 = [n for n in model.graph.node if n.op_type == "Conv" and list(onnx.helper.get_attribute_value(
-        next(a for a in n.attribute if a.name == "strides"))) == [2, 2]]
+    stride2 = [
+        n
+        for n in model.graph.node
+        if n.op_type == "Conv"
+        and list(onnx.helper.get_attribute_value(next(a for a in n.attribute if a.name == "strides"))) == [2, 2]
+    ]
     assert stride2
     pads = [list(onnx.helper.get_attribute_value(next(a for a in n.attribute if a.name == "pads"))) for n in stride2]
     assert any(p[0] != p[2] for p in pads)  # begin != end somewhere: TF 'SAME', not symmetric
@@ -60,8 +64,9 @@ def test_build_lite_model_matches_pytorch_reference(lite: tuple[str, onnx.ModelP
     path = tmp_path / f"{name}.onnx"
     save_model(model, path)
     taps = ["stage4", "stage7", "head", "penultimate", "logits"]
-    session = Session(prepare_model(path, taps, input_name="images", input_size=spec.input_size,
-                                    mean=spec.mean, std=spec.std), "cpu")
+    session = Session(
+        prepare_model(path, taps, input_name="images", input_size=spec.input_size, mean=spec.mean, std=spec.std), "cpu"
+    )
     images = [skimage_data.coffee(), skimage_data.chelsea()]
     pixels = np.stack([np.asarray(Image.fromarray(a).resize((spec.input_size,) * 2)) for a in images])
     ours = session.run(pixels)

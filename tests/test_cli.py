@@ -81,7 +81,10 @@ def test_cli_unknown_model_is_one_line_error() -> None:
     """Check that an unknown model exits 1 with one 'Error:' line and a suggestion."""
     result = CliRunner().invoke(cli, ["layers", "resnet19"])
     assert result.exit_code == 1
-    assert result.stderr == "Error: Unknown backbone 'resnet19'. Did you mean 'resnet18'? Run 'cnncodes models' to list them.\n"
+    assert (
+        result.stderr
+        == "Error: Unknown backbone 'resnet19'. Did you mean 'resnet18'? Run 'cnncodes models' to list them.\n"
+    )
 
 
 @pytest.mark.parametrize("args", [["models"], ["layers", "efficientnet_lite0"]], ids=["models", "layers"])

@@ -38,7 +38,9 @@ def serial(tmp_path_factory: pytest.TempPathFactory) -> cnncodes.ExtractionResul
 
 def test_extract_on_cluster_equals_serial(client: Client, serial, tmp_path: Path) -> None:
     """Check that a 2-worker run gives the serial codes, paths and labels, with shards from both workers in one feature set."""
-    result = cnncodes.extract(HYMENOPTERA / "val", cache=tmp_path / "cache", client=client, partition_size=20, progress=False)
+    result = cnncodes.extract(
+        HYMENOPTERA / "val", cache=tmp_path / "cache", client=client, partition_size=20, progress=False
+    )
     assert result.paths == serial.paths and result.labels.tolist() == serial.labels.tolist()
     np.testing.assert_allclose(result.codes, serial.codes, rtol=0, atol=1e-6)
     feature_set = next(iter(CodeCache(tmp_path / "cache")))
@@ -78,9 +80,13 @@ def test_extract_on_cluster_refuses_unshared_cache(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     cache_dir.mkdir()
     with LocalCluster(n_workers=0, processes=True, dashboard_address=":0") as cluster, Client(cluster) as dask_client:
-        worker_cli = f"{sys.executable} -m distributed.cli.dask_worker {cluster.scheduler_address} --nworkers 1 --nthreads 1"
+        worker_cli = (
+            f"{sys.executable} -m distributed.cli.dask_worker {cluster.scheduler_address} --nworkers 1 --nthreads 1"
+        )
         command = f"mount -t tmpfs none {cache_dir} && exec {worker_cli} --no-dashboard"
-        worker = subprocess.Popen(["unshare", "--mount", "sh", "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            ["unshare", "--mount", "sh", "-c", command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             dask_client.wait_for_workers(1, timeout=60)
             expected = f"{cache_dir}: the cache must be on a filesystem every dask worker shares ("
@@ -104,7 +110,9 @@ def test_train_and_sweep_on_dask_backend(client: Client, tmp_path: Path) -> None
     serial = cnncodes.train(HYMENOPTERA / "train", codes=codes, cv=3)
     on_dask = cnncodes.train(HYMENOPTERA / "train", codes=codes, cv=3, client=client)
     assert on_dask.best_params == serial.best_params and on_dask.cv_accuracy == pytest.approx(serial.cv_accuracy)
-    swept = cnncodes.sweep(HYMENOPTERA / "train", layers=["stage4", "penultimate"], codes=codes, cv=3, baseline=False, client=client)
+    swept = cnncodes.sweep(
+        HYMENOPTERA / "train", layers=["stage4", "penultimate"], codes=codes, cv=3, baseline=False, client=client
+    )
     assert {row.features for row in swept.rows} == {"stage4", "penultimate"}
     shutil.rmtree(cache_dir)
 

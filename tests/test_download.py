@@ -22,8 +22,12 @@ PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 def test_download_file_checks_sha256_and_renames(tmp_path: Path) -> None:
     """Check that a good download lands complete, with no temporary file left."""
     with LocalServer({"/model.onnx": PAYLOAD}) as server:
-        path = download_file(f"{server.url}/model.onnx", tmp_path / "model.onnx",
-                             sha256=hashlib.sha256(PAYLOAD).hexdigest(), progress=None)
+        path = download_file(
+            f"{server.url}/model.onnx",
+            tmp_path / "model.onnx",
+            sha256=hashlib.sha256(PAYLOAD).hexdigest(),
+            progress=None,
+        )
     assert path.read_bytes() == PAYLOAD
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
 

@@ -30,7 +30,9 @@ def _normalized(pixels: np.ndarray, mean: tuple[float, ...], std: tuple[float, .
 def _assert_ort_equals_torch(path: Path, name: str, weights: Path | None) -> None:
     spec = get_backbone(name)
     tensors = list(dict.fromkeys(tap.tensor for tap in spec.taps))
-    session = Session(prepare_model(path, tensors, input_name="images", input_size=224, mean=spec.mean, std=spec.std), "cpu")
+    session = Session(
+        prepare_model(path, tensors, input_name="images", input_size=224, mean=spec.mean, std=spec.std), "cpu"
+    )
     pixels = _pixels()
     ours = session.run(pixels)
     theirs = reference_outputs(name, weights, _normalized(pixels, spec.mean, spec.std))
@@ -40,7 +42,9 @@ def _assert_ort_equals_torch(path: Path, name: str, weights: Path | None) -> Non
 
 
 @pytest.mark.parametrize("name", sorted(EXPORTABLE))
-def test_export_random_weights_matches_card_and_torch(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_random_weights_matches_card_and_torch(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Check that each exporter writes a valid graph whose taps and shapes are the card's, and ORT equals torch."""
     monkeypatch.setenv("CNNCODES_MODELS_DIR", str(tmp_path))
     path, card = cnncodes.export_model(name, weights="random")
@@ -65,8 +69,9 @@ def test_export_weights_from_url_use_restricted_loader(tmp_path: Path, monkeypat
     weights_file = tmp_path / "resnet18-weights.pth"
     torch.save(state, weights_file)
     with LocalServer({"/resnet18-weights.pth": weights_file.read_bytes()}) as server:
-        result = CliRunner().invoke(cli, ["-q", "export", "resnet18", "--weights", f"{server.url}/resnet18-weights.pth"],
-                                    catch_exceptions=False)
+        result = CliRunner().invoke(
+            cli, ["-q", "export", "resnet18", "--weights", f"{server.url}/resnet18-weights.pth"], catch_exceptions=False
+        )
     assert result.exit_code == 0, result.output
     onnx_path = tmp_path / "models" / "resnet18.onnx"
     assert result.stdout == f"resnet18: {onnx_path} (taps: layer1, layer2, layer3, layer4, penultimate, logits)\n"

@@ -108,12 +108,31 @@ def test_extract_reuses_single_layer_codes_when_concatenating(image_dir: Path, c
         ("penultimate", "avg", None, "razavian16", "sum", 1280),
         ("logits", "avg", None, "none", "mean", 1000),
     ],
-    ids=["penultimate", "stage4", "max-grid2", "gem-flip", "5crop-none", "two-taps-grid-10crop", "razavian16", "logits"],
+    ids=[
+        "penultimate",
+        "stage4",
+        "max-grid2",
+        "gem-flip",
+        "5crop-none",
+        "two-taps-grid-10crop",
+        "razavian16",
+        "logits",
+    ],
 )
-def test_extract_options_give_documented_dimensions(image_dir: Path, layer, pooling, grid, views, combine, n_features) -> None:
+def test_extract_options_give_documented_dimensions(
+    image_dir: Path, layer, pooling, grid, views, combine, n_features
+) -> None:
     """Check that views, pooling, grid and several taps give the documented code length."""
-    result = cnncodes.extract(sorted(image_dir.rglob("*.jpg"))[:2], layer=layer, pooling=pooling, grid=grid, views=views,
-                              combine=combine, cache=False, progress=False)
+    result = cnncodes.extract(
+        sorted(image_dir.rglob("*.jpg"))[:2],
+        layer=layer,
+        pooling=pooling,
+        grid=grid,
+        views=views,
+        combine=combine,
+        cache=False,
+        progress=False,
+    )
     assert result.codes.shape == (2, n_features)
     assert len(result.feature_names) == n_features
 
@@ -195,8 +214,12 @@ def test_extract_resumes_after_kill_9(real_paths: Path, tmp_path: Path) -> None:
     rerun = json.loads((tmp_path / "rerun.json").read_text())
     assert rerun == {"from_cache": n_done, "n": 245, "failures": []}
     subprocess.run(_extract_script(real_paths, tmp_path / "clean_cache", tmp_path / "clean.json"), check=True)
-    np.testing.assert_allclose(np.load(str(tmp_path / "rerun.json") + ".npy"), np.load(str(tmp_path / "clean.json") + ".npy"),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(str(tmp_path / "rerun.json") + ".npy"),
+        np.load(str(tmp_path / "clean.json") + ".npy"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_extract_two_processes_same_cache(real_paths: Path, tmp_path: Path) -> None:
@@ -215,11 +238,21 @@ def test_extract_two_processes_same_cache(real_paths: Path, tmp_path: Path) -> N
 def test_cli_extract_json_and_codes_file(image_dir: Path, tmp_path: Path, cache_path: Path) -> None:
     """Check `cnncodes extract --json -o`: last stdout line is JSON, and the codes file matches the library."""
     out = tmp_path / "codes.h5"
-    result = CliRunner().invoke(cli, ["-q", "extract", str(image_dir), "-o", str(out), "--cache", str(cache_path), "--json"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["-q", "extract", str(image_dir), "-o", str(out), "--cache", str(cache_path), "--json"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0
     summary = json.loads(result.stdout.splitlines()[-1])
-    assert summary == {"images": 6, "from_cache": 0, "failed": 0, "n_features": 1280, "output": str(out), "failures": []}
+    assert summary == {
+        "images": 6,
+        "from_cache": 0,
+        "failed": 0,
+        "n_features": 1280,
+        "output": str(out),
+        "failures": [],
+    }
     content = read_codes_file(out)
     library = cnncodes.extract(image_dir, cache=cache_path, progress=False)
     np.testing.assert_array_equal(content.codes, library.codes)
@@ -245,7 +278,9 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     work.mkdir()
     (tmp_path / "shared").symlink_to(HYMENOPTERA.parents[1])
     monkeypatch.chdir(work)
-    result = CliRunner().invoke(cli, ["-q", "extract", "../shared/data/hymenoptera/val", "-o", "codes.h5"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["-q", "extract", "../shared/data/hymenoptera/val", "-o", "codes.h5"], catch_exceptions=False
+    )
     assert result.exit_code == 0
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
@@ -265,8 +300,15 @@ def test_cli_cache_commands(image_dir: Path, cache_path: Path) -> None:
     """Check `cnncodes cache ls / info / verify / compact / rm` on a real cache."""
     runner = CliRunner()
     for layer in ("stage4", "penultimate"):
-        assert runner.invoke(cli, ["-q", "extract", str(image_dir), "--layer", layer, "--cache", str(cache_path)]).exit_code == 0
-    listing = json.loads(runner.invoke(cli, ["cache", "ls", "--cache", str(cache_path), "--json"], catch_exceptions=False).stdout)
+        assert (
+            runner.invoke(
+                cli, ["-q", "extract", str(image_dir), "--layer", layer, "--cache", str(cache_path)]
+            ).exit_code
+            == 0
+        )
+    listing = json.loads(
+        runner.invoke(cli, ["cache", "ls", "--cache", str(cache_path), "--json"], catch_exceptions=False).stdout
+    )
     assert sorted(row["spec"]["tap"] for row in listing) == ["penultimate", "stage4"]
     assert all(row["n_codes"] == 6 for row in listing)
     table = runner.invoke(cli, ["cache", "ls", "--cache", str(cache_path)], catch_exceptions=False).stdout

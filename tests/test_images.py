@@ -96,5 +96,8 @@ def test_make_views_count_and_shape(views: str) -> None:
 
 def test_decode_image_rejects_bad_arrays() -> None:
     """Check that an array of the wrong shape or dtype is named in the error."""
-    with pytest.raises(ImageDecodeError, match=re.escape("<image 3>: expected an H x W x 3 uint8 array, got shape (4, 4, 3) and dtype float64")):
+    with pytest.raises(
+        ImageDecodeError,
+        match=re.escape("<image 3>: expected an H x W x 3 uint8 array, got shape (4, 4, 3) and dtype float64"),
+    ):
         decode_image(np.zeros((4, 4, 3)), PRE, name="<image 3>")

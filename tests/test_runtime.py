@@ -27,19 +27,25 @@ def test_choose_provider_auto_falls_back_to_cpu_and_says_why(prepared: bytes) ->
         session, choice = choose_provider(prepared, "auto")
     assert session.get_providers() == ["CPUExecutionProvider"]
     assert choice.provider == "CPUExecutionProvider"
-    gpu_in_build = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in ort.get_available_providers()]
+    gpu_in_build = [
+        p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in ort.get_available_providers()
+    ]
     assert list(choice.passed_over) == (gpu_in_build or list(choice.passed_over))
     for provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider"):
         reason = choice.passed_over[provider]
         assert reason.startswith("failed to initialize (") or reason == "not in this onnxruntime build"
     line = choice.describe()
-    assert line.startswith(f"onnxruntime {ort.__version__}: running on CPUExecutionProvider (TensorrtExecutionProvider: ")
+    assert line.startswith(
+        f"onnxruntime {ort.__version__}: running on CPUExecutionProvider (TensorrtExecutionProvider: "
+    )
     assert "\n" not in line
 
 
 def test_choose_provider_cuda_requested_warns_and_runs_on_cpu(prepared: bytes) -> None:
     """Check that an explicit CUDA request that cannot initialize warns, naming both providers, and still runs."""
-    with pytest.warns(ProviderFallbackWarning, match=r"^CUDAExecutionProvider requested but .*; using CPUExecutionProvider$"):
+    with pytest.warns(
+        ProviderFallbackWarning, match=r"^CUDAExecutionProvider requested but .*; using CPUExecutionProvider$"
+    ):
         session, choice = choose_provider(prepared, "cuda")
     assert choice.device == "cpu"
     assert session.run(None, {"pixels": np.zeros((1, 32, 32, 3), np.uint8)})[0].shape == (1, 6)

@@ -24,10 +24,18 @@ from tests.badfiles import make_bad_files
 from tests.conftest import HYMENOPTERA
 
 API_CHECKS = [
-    "check_estimator_cloneable", "check_estimator_repr", "check_no_attributes_set_in_init",
-    "check_do_not_raise_errors_in_init_or_set_params", "check_get_params_invariance", "check_set_params",
-    "check_parameters_default_constructible", "check_mixin_order", "check_valid_tag_types",
-    "check_estimator_tags_renamed", "check_estimators_unfitted", "check_dont_overwrite_parameters",
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_no_attributes_set_in_init",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_parameters_default_constructible",
+    "check_mixin_order",
+    "check_valid_tag_types",
+    "check_estimator_tags_renamed",
+    "check_estimators_unfitted",
+    "check_dont_overwrite_parameters",
 ]
 
 
@@ -62,12 +70,22 @@ KNOWN_SKLEARN_FAILURES = {
 NOT_APPLICABLE = ("array_api", "does not have a decision_function method")
 
 
-@pytest.mark.parametrize("estimator", _head_steps(), ids=lambda est: type(est).__name__ + ("-power" if "power" in repr(est) else ""))
+@pytest.mark.parametrize(
+    "estimator", _head_steps(), ids=lambda est: type(est).__name__ + ("-power" if "power" in repr(est) else "")
+)
 def test_head_steps_pass_sklearn_checks(estimator) -> None:
     """Check that every estimator of the head presets passes sklearn's full check suite on numeric codes."""
-    expected = KNOWN_SKLEARN_FAILURES if type(estimator).__name__ in ("LinearSVC", "RandomForestClassifier", "SGDClassifier") else {}
+    expected = (
+        KNOWN_SKLEARN_FAILURES
+        if type(estimator).__name__ in ("LinearSVC", "RandomForestClassifier", "SGDClassifier")
+        else {}
+    )
     results = check_estimator(estimator, expected_failed_checks=expected, on_skip=None, on_fail=None)
-    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed" and not r["expected_to_fail"]]
+    failed = [
+        (r["check_name"], str(r["exception"])[:200])
+        for r in results
+        if r["status"] == "failed" and not r["expected_to_fail"]
+    ]
     skipped = [r for r in results if r["status"] == "skipped" and not r["expected_to_fail"]]
     assert failed == []
     assert all(any(reason in str(r["exception"]) for reason in NOT_APPLICABLE) for r in skipped), skipped
@@ -157,8 +175,11 @@ def test_pipeline_gridsearch_runs_cnn_once_per_image_and_layer(small_set, cache_
     """Check that a 5-fold GridSearchCV over layer and C computes each image's codes at most once per layer."""
     paths, y = small_set
     pipeline = Pipeline([("codes", CNNCodes(cache=str(cache_path))), ("svm", LinearSVC(max_iter=5000))])
-    search = GridSearchCV(pipeline, {"codes__layer": ["penultimate", "stage4"], "svm__C": [0.01, 1.0]},
-                          cv=StratifiedKFold(5, shuffle=True, random_state=0))
+    search = GridSearchCV(
+        pipeline,
+        {"codes__layer": ["penultimate", "stage4"], "svm__C": [0.01, 1.0]},
+        cv=StratifiedKFold(5, shuffle=True, random_state=0),
+    )
     before = Extractor.n_inferred_total
     search.fit(paths, y)
     assert Extractor.n_inferred_total - before <= 2 * len(paths)

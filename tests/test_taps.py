@@ -47,10 +47,14 @@ def test_prepare_model_fuses_preprocessing(tiny_onnx: Path) -> None:
 def test_prepare_model_bgr_reverses_channels(tiny_onnx: Path) -> None:
     """Check that a BGR model receives the channels reversed."""
     pixels = np.random.default_rng(1).integers(0, 256, size=(1, 32, 32, 3), dtype=np.uint8)
-    rgb = ort.InferenceSession(prepare_model(tiny_onnx, ["vector"], input_name="images", input_size=32,
-                                             mean=MEAN[::-1], std=STD[::-1]), providers=["CPUExecutionProvider"])
-    bgr = ort.InferenceSession(prepare_model(tiny_onnx, ["vector"], input_name="images", input_size=32,
-                                             mean=MEAN, std=STD, color_order="BGR"), providers=["CPUExecutionProvider"])
+    rgb = ort.InferenceSession(
+        prepare_model(tiny_onnx, ["vector"], input_name="images", input_size=32, mean=MEAN[::-1], std=STD[::-1]),
+        providers=["CPUExecutionProvider"],
+    )
+    bgr = ort.InferenceSession(
+        prepare_model(tiny_onnx, ["vector"], input_name="images", input_size=32, mean=MEAN, std=STD, color_order="BGR"),
+        providers=["CPUExecutionProvider"],
+    )
     (expected,) = rgb.run(None, {PIXELS_INPUT: pixels[..., ::-1].copy()})
     (got,) = bgr.run(None, {PIXELS_INPUT: pixels})
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
@@ -58,7 +62,9 @@ def test_prepare_model_bgr_reverses_channels(tiny_onnx: Path) -> None:
 
 def test_prepare_model_prunes_unneeded_nodes(tiny_onnx: Path) -> None:
     """Check that an early tap keeps only the nodes it needs."""
-    model = onnx.load_from_string(prepare_model(tiny_onnx, ["conv1"], input_name="images", input_size=32, mean=MEAN, std=STD))
+    model = onnx.load_from_string(
+        prepare_model(tiny_onnx, ["conv1"], input_name="images", input_size=32, mean=MEAN, std=STD)
+    )
     ops = [node.op_type for node in model.graph.node]
     assert ops.count("Conv") == 1 and "GlobalAveragePool" not in ops
 

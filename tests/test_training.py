@@ -49,7 +49,11 @@ def test_train_evaluate_on_real_split(trained: Path, shared_cache: Path, tmp_pat
     assert report.n_samples == 153 and report.accuracy > 0.85
     assert report.class_names == ["ants", "bees"] and np.sum(report.confusion_matrix) == 153
     assert {row["name"] for row in report.per_class} == {"ants", "bees"}
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["confusion_matrix.png", "per_class_f1.png", "report.json"]
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "confusion_matrix.png",
+        "per_class_f1.png",
+        "report.json",
+    ]
     assert json.loads((tmp_path / "report" / "report.json").read_text())["accuracy"] == report.accuracy
 
 
@@ -79,14 +83,17 @@ def test_train_from_codes_file_and_out_of_core_sgd(small_tree: Path, shared_cach
     cnncodes.extract(small_tree, cache=str(shared_cache), output=codes_file, progress=False)
     in_memory = cnncodes.train(codes_file, head="logistic", cv=3, codes=CNNCodes(cache=str(shared_cache)))
     assert in_memory.n_samples == 40 and in_memory.bundle.spec["layers"][0]["tap"] == "penultimate"
-    chunked = cnncodes.train(codes_file, head="sgd", chunk_rows=8, codes=CNNCodes(cache=str(shared_cache)),
-                             output=tmp_path / "sgd.joblib")
+    chunked = cnncodes.train(
+        codes_file, head="sgd", chunk_rows=8, codes=CNNCodes(cache=str(shared_cache)), output=tmp_path / "sgd.joblib"
+    )
     assert chunked.cv_accuracy is None
     report = cnncodes.evaluate(tmp_path / "sgd.joblib", codes_file, cache=str(shared_cache)).report
     assert report.accuracy > 0.9  # on its own training codes
 
 
-def test_evaluate_rejects_codes_of_another_feature_set(trained: Path, small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
+def test_evaluate_rejects_codes_of_another_feature_set(
+    trained: Path, small_tree: Path, shared_cache: Path, tmp_path: Path
+) -> None:
     """Check that a codes file of another layer is refused in one line."""
     codes_file = tmp_path / "stage4.h5"
     cnncodes.extract(small_tree, layer="stage4", cache=str(shared_cache), output=codes_file, progress=False)
@@ -101,7 +108,10 @@ def test_load_model_refuses_other_backbone(trained: Path, tmp_path: Path) -> Non
     document["bundle"].backbone_sha256 = "0" * 64
     tampered = tmp_path / "tampered.joblib"
     joblib.dump(document, tampered)
-    with pytest.raises(ModelMismatchError, match=re.escape(f"{tampered}: backbone 'efficientnet_lite0' differs from the one this model was trained on")):
+    with pytest.raises(
+        ModelMismatchError,
+        match=re.escape(f"{tampered}: backbone 'efficientnet_lite0' differs from the one this model was trained on"),
+    ):
         cnncodes.load_model(tampered)
 
 
@@ -116,7 +126,9 @@ def test_load_model_warns_on_other_versions_and_refuses_newer_format(trained: Pa
     document["format_version"] = 99
     newer = tmp_path / "newer.joblib"
     joblib.dump(document, newer)
-    with pytest.raises(ModelFileError, match=re.escape(f"{newer}: model format version 99 is newer than this cnncodes supports (1)")):
+    with pytest.raises(
+        ModelFileError, match=re.escape(f"{newer}: model format version 99 is newer than this cnncodes supports (1)")
+    ):
         cnncodes.load_model(newer)
     foreign = tmp_path / "foreign.joblib"
     joblib.dump({"format": "other"}, foreign)
@@ -127,16 +139,29 @@ def test_load_model_warns_on_other_versions_and_refuses_newer_format(trained: Pa
 
 def test_sweep_ranks_layers_with_baseline(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
     """Check that sweep scores every layer set and head with CV, ranks them, adds the raw-pixel baseline, and reports."""
-    result = cnncodes.sweep(small_tree, layers=["stage4", "penultimate", "stage4+penultimate"], heads=["logistic", "linear-svm"],
-                            codes=CNNCodes(cache=str(shared_cache)), cv=3, report_dir=tmp_path / "sweep")
+    result = cnncodes.sweep(
+        small_tree,
+        layers=["stage4", "penultimate", "stage4+penultimate"],
+        heads=["logistic", "linear-svm"],
+        codes=CNNCodes(cache=str(shared_cache)),
+        cv=3,
+        report_dir=tmp_path / "sweep",
+    )
     combos = {(r.features, r.head) for r in result.best_per_combination()}
-    assert combos == {(f, h) for f in ("stage4", "penultimate", "stage4+penultimate", "raw pixels") for h in ("logistic", "linear-svm")}
+    assert combos == {
+        (f, h)
+        for f in ("stage4", "penultimate", "stage4+penultimate", "raw pixels")
+        for h in ("logistic", "linear-svm")
+    }
     scores = [r.balanced_accuracy for r in result.rows]
     assert scores == sorted(scores, reverse=True)
     assert next(r for r in result.rows if r.features == "stage4+penultimate").n_features == 80 + 1280
     assert result.best.features != "raw pixels" and result.best.balanced_accuracy > 0.8
     assert result.recommendation().startswith(f"Use efficientnet_lite0 {result.best.features}")
-    assert f"with {result.best.head} ({', '.join(f'{k}={v}' for k, v in result.best.params.items())})" in result.recommendation()
+    assert (
+        f"with {result.best.head} ({', '.join(f'{k}={v}' for k, v in result.best.params.items())})"
+        in result.recommendation()
+    )
     assert "transfer helps" in result.recommendation()
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["sweep.json", "sweep.png"]
 
@@ -145,23 +170,49 @@ def test_cli_train_evaluate_predict(small_tree: Path, shared_cache: Path, tmp_pa
     """Check the train -> evaluate -> predict commands as a user runs them."""
     model = tmp_path / "model.joblib"
     runner = CliRunner()
-    result = runner.invoke(cli, ["-q", "train", str(small_tree), "--head", "logistic", "--cv", "3", "-o", str(model),
-                                 "--cache", str(shared_cache)], catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        [
+            "-q",
+            "train",
+            str(small_tree),
+            "--head",
+            "logistic",
+            "--cv",
+            "3",
+            "-o",
+            str(model),
+            "--cache",
+            str(shared_cache),
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0
     pattern = rf"trained logistic on 40 images, 2 classes, cross-validated accuracy [0-9.]+ \(C=[0-9.]+\), 0 failed -> {re.escape(str(model))}\n"
     assert re.fullmatch(pattern, result.stdout)
-    result = runner.invoke(cli, ["-q", "evaluate", str(model), str(HYMENOPTERA / "val"), "--json", "--cache", str(shared_cache)],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        ["-q", "evaluate", str(model), str(HYMENOPTERA / "val"), "--json", "--cache", str(shared_cache)],
+        catch_exceptions=False,
+    )
     figures = json.loads(result.stdout.splitlines()[-1])
-    assert {"accuracy", "balanced_accuracy", "macro_f1", "n_samples", "per_class"} <= set(figures) and figures["n_samples"] == 153
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "n_samples", "per_class"} <= set(figures) and figures[
+        "n_samples"
+    ] == 153
     image = sorted((HYMENOPTERA / "val" / "ants").glob("*.jpg"))[0]
-    result = runner.invoke(cli, ["-q", "predict", str(model), str(image), "--format", "json", "--top-k", "1",
-                                 "--cache", str(shared_cache)], catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        ["-q", "predict", str(model), str(image), "--format", "json", "--top-k", "1", "--cache", str(shared_cache)],
+        catch_exceptions=False,
+    )
     output = json.loads(result.stdout)
     assert output["score"] == "probability" and output["predictions"][0]["path"] == str(image)
     assert len(output["predictions"][0]["top"]) == 1
-    result = runner.invoke(cli, ["-q", "predict", str(model), str(image), "--format", "csv", "--cache", str(shared_cache)],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        ["-q", "predict", str(model), str(image), "--format", "csv", "--cache", str(shared_cache)],
+        catch_exceptions=False,
+    )
     assert result.stdout.splitlines()[0] == "path,rank,class,score" and len(result.stdout.splitlines()) == 3
 
 
@@ -170,17 +221,25 @@ def test_cli_train_unlabelled_folder_is_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "flat").mkdir()
     result = CliRunner().invoke(cli, ["-q", "train", str(tmp_path / "flat"), "-o", str(tmp_path / "m.joblib")])
     assert result.exit_code == 1
-    assert result.stderr == f"Error: {tmp_path / 'flat'}: no labels; give a folder with one subfolder per class, or a CSV of path,label rows\n"
+    assert (
+        result.stderr
+        == f"Error: {tmp_path / 'flat'}: no labels; give a folder with one subfolder per class, or a CSV of path,label rows\n"
+    )
 
 
 def test_train_with_fixed_params(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
     """Check that `--param C=0.001` fixes the head's hyperparameter instead of searching, and a wrong name is one line."""
     model = tmp_path / "fixed.joblib"
-    result = CliRunner().invoke(cli, ["-q", "train", str(small_tree), "--param", "C=0.001", "-o", str(model),
-                                      "--cache", str(shared_cache)], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["-q", "train", str(small_tree), "--param", "C=0.001", "-o", str(model), "--cache", str(shared_cache)],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0 and "cross-validated" not in result.stdout
     head = cnncodes.load_model(model).pipeline.named_steps["head"]
     assert head.named_steps["clf"].C == 0.001
-    result = CliRunner().invoke(cli, ["-q", "train", str(small_tree), "--param", "alpha=1", "-o", str(model), "--cache", str(shared_cache)])
+    result = CliRunner().invoke(
+        cli, ["-q", "train", str(small_tree), "--param", "alpha=1", "-o", str(model), "--cache", str(shared_cache)]
+    )
     assert result.exit_code == 1
     assert result.stderr == "Error: The head 'logistic' has no parameter 'alpha'; its main one is C.\n"

@@ -76,8 +76,11 @@ def test_load_state_dict_refuses_legacy_exploit(tmp_path: Path) -> None:
         load_state_dict(path)
 
 
-@pytest.mark.parametrize("content,reason", [(b"", "not a PyTorch checkpoint"), (b"hello world", "not a PyTorch checkpoint")],
-                         ids=["empty", "text"])
+@pytest.mark.parametrize(
+    "content,reason",
+    [(b"", "not a PyTorch checkpoint"), (b"hello world", "not a PyTorch checkpoint")],
+    ids=["empty", "text"],
+)
 def test_load_state_dict_rejects_non_checkpoints(tmp_path: Path, content: bytes, reason: str) -> None:
     """Check that files that are not checkpoints get a one-line error naming the file."""
     path = tmp_path / "bad.pth"
