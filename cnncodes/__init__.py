@@ -1,26 +1,22 @@
-"""cnncodes: frozen ImageNet CNNs under ONNX Runtime turn images into codes for scikit-learn."""
+"""cnncodes: frozen ImageNet CNNs under ONNX Runtime turn images into codes for scikit-learn.
+
+The public line is ``__all__``. Names are imported on first use (PEP 562), so
+``import cnncodes`` and ``cnncodes --help`` load no onnxruntime, onnx, h5py,
+scikit-learn or matplotlib until a function needs them.
+"""
 
 from __future__ import annotations
 
-from .backbones import BackboneSpec, TapSpec, get_backbone, imagenet_class_names, list_backbones, models_dir
-from .cache import (
-    CodeCache,
-    CodesFile,
-    cache_info,
-    compact_cache,
-    default_cache_dir,
-    read_codes_file,
-    remove_cache,
-    verify_cache,
-    write_codes_file,
-)
-from .datasets import Dataset, load_dataset
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CacheFormatError,
     CnnCodesError,
     DownloadError,
     ImageDecodeError,
     InputError,
+    MissingExtraError,
     ModelFileError,
     ModelMismatchError,
     ModelMismatchWarning,
@@ -29,89 +25,58 @@ from .errors import (
     UnknownLayerError,
     WeightsFormatError,
 )
-from .export import EXPORTABLE
-from .heads import HEADS, fit_out_of_core, make_head
-from .persist import ModelBundle, load_model, save_model
-from .report import Report, make_report, write_report
-from .training import (
-    EvaluationResult,
-    Prediction,
-    PredictionResult,
-    TrainResult,
-    evaluate,
-    load_labelled_codes,
-    predict,
-    train,
-)
-from .sweep import BASELINE, SweepResult, SweepRow, sweep
-from .transformer import CNNCodes
-from .api import extract
-from .extract import ExtractionOptions, ExtractionResult, Extractor
-from .images import VIEWS
-from .pooling import COMBINES, NORMALIZATIONS, POOLINGS
-from .runtime import DEVICES
-from .weights import load_state_dict
-from .zoo import ensure_model_file, export_model, fetch_model, list_layers, list_models
-
 from .version import VERSION as __version__
+
+# public name -> the module that defines it
+_LAZY = {
+    # extraction
+    "extract": "extraction",
+    "ExtractionResult": "extraction",
+    "CNNCodes": "transformer",
+    "load_dataset": "datasets",
+    "Dataset": "datasets",
+    # training, evaluation, prediction
+    "make_head": "heads",
+    "train": "training",
+    "TrainResult": "training",
+    "evaluate": "evaluation",
+    "EvaluationResult": "evaluation",
+    "predict": "prediction",
+    "Prediction": "prediction",
+    "PredictionResult": "prediction",
+    "sweep": "sweep",
+    "SweepResult": "sweep",
+    "Report": "report",
+    "ModelBundle": "persist",
+    "save_model": "persist",
+    "load_model": "persist",
+    # the zoo
+    "BackboneSpec": "backbones",
+    "TapSpec": "backbones",
+    "list_backbones": "backbones",
+    "get_backbone": "backbones",
+    "imagenet_class_names": "backbones",
+    "list_models": "modelfiles",
+    "list_layers": "modelfiles",
+    "fetch_model": "modelfiles",
+    "export_model": "modelfiles",
+    "load_state_dict": "weights",
+    # the cache and where files live
+    "CodeCache": "cache",
+    "CodesFile": "cache",
+    "read_codes_file": "cache",
+    "write_codes_file": "cache",
+    "cache_info": "cache",
+    "verify_cache": "cache",
+    "compact_cache": "cache",
+    "remove_cache": "cache",
+    "default_cache_dir": "paths",
+    "models_dir": "paths",
+}
 
 __all__ = [
     "__version__",
-    "BackboneSpec",
-    "TapSpec",
-    "get_backbone",
-    "list_backbones",
-    "models_dir",
-    "imagenet_class_names",
-    "list_models",
-    "list_layers",
-    "ensure_model_file",
-    "fetch_model",
-    "export_model",
-    "EXPORTABLE",
-    "load_state_dict",
-    "extract",
-    "CNNCodes",
-    "HEADS",
-    "make_head",
-    "fit_out_of_core",
-    "ModelBundle",
-    "save_model",
-    "load_model",
-    "Report",
-    "make_report",
-    "write_report",
-    "train",
-    "TrainResult",
-    "evaluate",
-    "EvaluationResult",
-    "predict",
-    "Prediction",
-    "PredictionResult",
-    "load_labelled_codes",
-    "sweep",
-    "BASELINE",
-    "SweepResult",
-    "SweepRow",
-    "VIEWS",
-    "COMBINES",
-    "NORMALIZATIONS",
-    "POOLINGS",
-    "DEVICES",
-    "Extractor",
-    "ExtractionOptions",
-    "ExtractionResult",
-    "load_dataset",
-    "Dataset",
-    "CodeCache",
-    "CodesFile",
-    "default_cache_dir",
-    "read_codes_file",
-    "write_codes_file",
-    "cache_info",
-    "verify_cache",
-    "compact_cache",
-    "remove_cache",
+    *_LAZY,
     "CnnCodesError",
     "UnknownBackboneError",
     "UnknownLayerError",
@@ -121,7 +86,49 @@ __all__ = [
     "ImageDecodeError",
     "InputError",
     "CacheFormatError",
+    "MissingExtraError",
     "ModelMismatchError",
     "ProviderFallbackWarning",
     "ModelMismatchWarning",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        message = f"module 'cnncodes' has no attribute {name!r}"
+        raise AttributeError(message)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
+    from .backbones import BackboneSpec, TapSpec, get_backbone, imagenet_class_names, list_backbones
+    from .cache import (
+        CodeCache,
+        CodesFile,
+        cache_info,
+        compact_cache,
+        read_codes_file,
+        remove_cache,
+        verify_cache,
+        write_codes_file,
+    )
+    from .datasets import Dataset, load_dataset
+    from .evaluation import EvaluationResult, evaluate
+    from .extraction import ExtractionResult, extract
+    from .heads import make_head
+    from .modelfiles import export_model, fetch_model, list_layers, list_models
+    from .paths import default_cache_dir, models_dir
+    from .persist import ModelBundle, load_model, save_model
+    from .prediction import Prediction, PredictionResult, predict
+    from .report import Report
+    from .sweep import SweepResult, sweep
+    from .training import TrainResult, train
+    from .transformer import CNNCodes
+    from .weights import load_state_dict

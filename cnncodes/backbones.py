@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelFileError, UnknownBackboneError, UnknownLayerError
+from .messages import did_you_mean
+from .params import DEFAULT_BACKBONE
+from .paths import cards_dir, models_dir, package_file
 
 __all__ = [
     "TapSpec",
     "BackboneSpec",
     "list_backbones",
     "get_backbone",
-    "cards_dir",
-    "models_dir",
     "lite_weights_path",
     "imagenet_class_names",
 ]
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
 _CARD_SUFFIX = ".json"
 
 
@@ -94,23 +92,11 @@ class BackboneSpec:
         for tap in self.taps:
             if tap.name == name:
                 return tap
-        suggestion = difflib.get_close_matches(name, self.tap_names, n=1)
-        hint = f" Did you mean '{suggestion[0]}'?" if suggestion else ""
+        hint = did_you_mean(name, self.tap_names)
         message = (
             f"Unknown layer '{name}' for backbone '{self.name}'.{hint} " f"Known layers: {', '.join(self.tap_names)}."
         )
         raise UnknownLayerError(message)
-
-
-def cards_dir() -> Path:
-    """The folder of model cards shipped with cnncodes (``models_onnx/`` of the checkout)."""
-    return Path(__file__).resolve().parent.parent / "models_onnx"
-
-
-def models_dir() -> Path:
-    """Where ONNX files land: ``CNNCODES_MODELS_DIR`` if set, else ``models_onnx/``."""
-    override = os.environ.get("CNNCODES_MODELS_DIR")
-    return Path(override).expanduser() if override else cards_dir()
 
 
 def _parse_card(path: Path) -> BackboneSpec:
@@ -174,8 +160,7 @@ def get_backbone(name: str) -> BackboneSpec:
     specs = {spec.name: spec for spec in list_backbones()}
     if name in specs:
         return specs[name]
-    suggestion = difflib.get_close_matches(name, list(specs), n=1)
-    hint = f" Did you mean '{suggestion[0]}'?" if suggestion else ""
+    hint = did_you_mean(name, specs)
     message = f"Unknown backbone '{name}'.{hint} Run 'cnncodes models' to list them."
     raise UnknownBackboneError(message)
 
@@ -211,5 +196,5 @@ def imagenet_class_names() -> list[str]:
     >>> len(names), names[967]
     (1000, 'espresso')
     """
-    text = (Path(__file__).resolve().parent / "imagenet_classes.txt").read_text(encoding="utf-8")
+    text = package_file("imagenet_classes.txt").read_text(encoding="utf-8")
     return text.splitlines()

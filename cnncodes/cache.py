@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from .errors import CacheFormatError
-from .filekeys import FileKeyMemo
+from .contentkeys import FileKeyMemo
 from .fingerprint import canonical_json, spec_fingerprint
 from .paths import default_cache_dir
 

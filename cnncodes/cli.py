@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import click
 
 import cnncodes
+from cnncodes.params import COMBINES, DEVICES, HEAD_NAMES, NORMALIZATIONS, POOLINGS, VIEWS
 
 __all__ = ["cli"]
 
@@ -69,23 +70,23 @@ def backbone_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--pooling",
-            type=click.Choice(cnncodes.POOLINGS),
+            type=click.Choice(POOLINGS),
             default=_default(cnncodes.extract, "pooling"),
             show_default=True,
         ),
         click.option("--grid", type=click.IntRange(min=1), default=None, help="Pool on a GRID x GRID layout."),
         click.option(
-            "--views", type=click.Choice(cnncodes.VIEWS), default=_default(cnncodes.extract, "views"), show_default=True
+            "--views", type=click.Choice(VIEWS), default=_default(cnncodes.extract, "views"), show_default=True
         ),
         click.option(
             "--combine",
-            type=click.Choice(cnncodes.COMBINES),
+            type=click.Choice(COMBINES),
             default=_default(cnncodes.extract, "combine"),
             show_default=True,
         ),
         click.option(
             "--normalize",
-            type=click.Choice(cnncodes.NORMALIZATIONS),
+            type=click.Choice(NORMALIZATIONS),
             default=_default(cnncodes.extract, "normalize"),
             show_default=True,
         ),
@@ -113,7 +114,7 @@ def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--device",
-            type=click.Choice(cnncodes.DEVICES),
+            type=click.Choice(DEVICES),
             default=_default(cnncodes.extract, "device"),
             show_default=True,
         ),
@@ -276,7 +277,7 @@ def layers(model: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("name", type=click.Choice(sorted(cnncodes.EXPORTABLE)))
+@click.argument("name", type=click.Choice(sorted(__import__('cnncodes.export').export.EXPORTABLE)))
 @click.option(
     "--weights",
     default="imagenet",
@@ -575,7 +576,7 @@ def _echo_failures(failures: list[tuple[str, str]]) -> None:
 @cli.command()
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--head", type=click.Choice(sorted(cnncodes.HEADS)), default=_default(cnncodes.train, "head"), show_default=True
+    "--head", type=click.Choice(sorted(HEAD_NAMES)), default=_default(cnncodes.train, "head"), show_default=True
 )
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (joblib)."
@@ -658,7 +659,7 @@ def _report_option(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_report_option
-@click.option("--device", type=click.Choice(cnncodes.DEVICES), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option(
     "--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Cache folder."
 )
@@ -705,7 +706,7 @@ def evaluate(
 @click.option(
     "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
 )
-@click.option("--device", type=click.Choice(cnncodes.DEVICES), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option(
     "--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Cache folder."
 )
@@ -764,7 +765,7 @@ def predict(
     help="Layer set to try; repeat; 'stage4+penultimate' concatenates. [default: every stage and the default tap]",
 )
 @click.option(
-    "--heads", multiple=True, type=click.Choice(sorted(cnncodes.HEADS)), help="Head to try; repeat. [default: logistic]"
+    "--heads", multiple=True, type=click.Choice(sorted(HEAD_NAMES)), help="Head to try; repeat. [default: logistic]"
 )
 @click.option(
     "--val",
@@ -780,11 +781,11 @@ def predict(
     "--pooling",
     "poolings",
     multiple=True,
-    type=click.Choice(cnncodes.POOLINGS),
+    type=click.Choice(POOLINGS),
     help="Pooling to try; repeat. [default: avg]",
 )
 @click.option(
-    "--views", type=click.Choice(cnncodes.VIEWS), default=_default(cnncodes.extract, "views"), show_default=True
+    "--views", type=click.Choice(VIEWS), default=_default(cnncodes.extract, "views"), show_default=True
 )
 @run_options
 @_report_option

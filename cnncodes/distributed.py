@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from .cache import CodeCache
 from .errors import CnnCodesError, ImageDecodeError, InputError
-from .extract import ExtractionOptions, ExtractionPlan, Extractor
+from .engine import ExtractionOptions, ExtractionPlan, Extractor
 
 if TYPE_CHECKING:
     from dask.distributed import Client

@@ -12,6 +12,7 @@ __all__ = [
     "ImageDecodeError",
     "InputError",
     "CacheFormatError",
+    "MissingExtraError",
     "ModelMismatchError",
     "ProviderFallbackWarning",
     "ModelMismatchWarning",
@@ -52,6 +53,10 @@ class InputError(CnnCodesError, ValueError):
 
 class CacheFormatError(CnnCodesError, OSError):
     """A cache or codes file of an unknown, newer or damaged format."""
+
+
+class MissingExtraError(CnnCodesError, ImportError):
+    """An optional extra (dask, torch, matplotlib) that a feature needs is not installed."""
 
 
 class ModelMismatchError(CnnCodesError, ValueError):

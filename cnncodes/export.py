@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .backbones import models_dir
+from .paths import models_dir
 from .errors import CnnCodesError, UnknownBackboneError
 from .weights import load_state_dict
 

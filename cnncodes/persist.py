@@ -17,7 +17,7 @@ from .errors import ModelFileError, ModelMismatchError, ModelMismatchWarning
 from .fingerprint import sha256_file
 from .runtime import onnxruntime_version
 from .version import VERSION
-from .zoo import ensure_model_file, resolve_backbone
+from .modelfiles import ensure_model_file, resolve_backbone
 
 __all__ = ["MODEL_FORMAT", "ModelBundle", "save_model", "load_model"]
 

@@ -1,4 +1,4 @@
-"""Train, evaluate and predict: labelled images or codes files in, fitted pipelines and reports out."""
+"""Train: labelled images or codes files in, a fitted pipeline (saved as a model file) out."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from .datasets import load_dataset
 from .distributed import dask_backend
 from .errors import InputError
 from .heads import fit_out_of_core, make_head
-from .persist import ModelBundle, load_model, save_model
-from .report import Report, make_report, write_report
+from .persist import ModelBundle, save_model
 from .transformer import CNNCodes
 
 __all__ = [
@@ -25,11 +24,6 @@ __all__ = [
     "load_labelled_codes",
     "TrainResult",
     "train",
-    "EvaluationResult",
-    "evaluate",
-    "Prediction",
-    "PredictionResult",
-    "predict",
 ]
 
 _CODE_PARAMETERS = ("model", "layer", "pooling", "grid", "relu", "views", "combine", "normalize", "dtype")
@@ -222,132 +216,3 @@ def train(
     )
     path = save_model(bundle, output) if output is not None else None
     return TrainResult(bundle, path, int(len(labelled.y)), labelled.failures, cv_accuracy, best_params)
-
-
-def _scores(head: Any, X: np.ndarray, n_classes: int) -> tuple[np.ndarray, str]:
-    """Class scores: probabilities where the head has them, else decision scores."""
-    if hasattr(head, "predict_proba"):
-        try:
-            return head.predict_proba(X), "probability"
-        except AttributeError:  # e.g. a hinge-loss SGD exposes the method but cannot use it
-            pass
-    scores = head.decision_function(X)
-    if scores.ndim == 1:  # binary: one margin for the positive class
-        scores = np.stack([-scores, scores], axis=1)
-    return scores, "decision score"
-
-
-def _runtime_codes(bundle: ModelBundle, cache: bool | str | Path, device: str) -> CNNCodes:
-    return bundle.pipeline.named_steps["codes"].set_params(cache=cache, device=device, on_error="drop").fit()
-
-
-@dataclass
-class EvaluationResult:
-    """The report of a model on labelled data."""
-
-    report: Report
-    failures: list[tuple[str, str]]
-    files: list[Path] = field(default_factory=list)  # written with report_dir
-
-
-def evaluate(
-    model: str | Path | ModelBundle,
-    data: str | Path | Sequence[str | Path],
-    *,
-    report_dir: str | Path | None = None,
-    cache: bool | str | Path = True,
-    device: str = "auto",
-) -> EvaluationResult:
-    """Score a saved model on labelled images or on a codes file of the same feature set.
-
-    Returns
-    -------
-    EvaluationResult
-        Accuracy, balanced accuracy, macro F1, top-k, per-class figures, confusion matrix.
-
-    Raises
-    ------
-    InputError
-        If the data holds a class the model does not know, or a codes file of
-        another feature set.
-    """
-    bundle = model if isinstance(model, ModelBundle) else load_model(model)
-    codes = _runtime_codes(bundle, cache, device)
-    labelled = load_labelled_codes(data, codes)
-    if labelled.source is not None and labelled.spec.get("layers") != bundle.spec.get("layers"):
-        message = (
-            f"{labelled.source}: its codes are of another feature set than the model's; evaluate on the images instead"
-        )
-        raise InputError(message)
-    unknown = sorted(set(labelled.class_names) - set(bundle.class_names))
-    if unknown:
-        message = f"{data}: classes {', '.join(unknown)} are not among the model's ({', '.join(bundle.class_names)})"
-        raise InputError(message)
-    remap = np.array([bundle.class_names.index(name) for name in labelled.class_names])
-    y_true = remap[labelled.y]
-    head = bundle.pipeline.named_steps["head"]
-    scores, _ = _scores(head, labelled.X, len(bundle.class_names))
-    report = make_report(y_true, head.predict(labelled.X), bundle.class_names, scores)
-    files = write_report(report, report_dir) if report_dir is not None else []
-    return EvaluationResult(report, labelled.failures, files)
-
-
-@dataclass
-class Prediction:
-    """Top classes of one image."""
-
-    path: str
-    top: list[tuple[str, float]]  # (class name, score), best first
-
-
-@dataclass
-class PredictionResult:
-    """Predictions of a model on images."""
-
-    predictions: list[Prediction]
-    score_kind: str  # "probability" or "decision score"
-    failures: list[tuple[str, str]]
-
-
-def predict(
-    model: str | Path | ModelBundle,
-    inputs: str | Path | Sequence[Any],
-    *,
-    top_k: int = 5,
-    cache: bool | str | Path = True,
-    device: str = "auto",
-) -> PredictionResult:
-    """Predict the classes of images with a saved model.
-
-    Parameters
-    ----------
-    model : str, Path or ModelBundle
-    inputs : str, Path or sequence
-        Image files and folders (folders are searched), a CSV, or arrays.
-    top_k : int, default=5
-        How many classes per image (at most the number of classes).
-
-    Returns
-    -------
-    PredictionResult
-        Per image the top-k class names with probabilities, or decision scores
-        where the head has no probabilities (``score_kind`` says which).
-    """
-    bundle = model if isinstance(model, ModelBundle) else load_model(model)
-    codes = _runtime_codes(bundle, cache, device)
-    sources = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
-    if sources and all(isinstance(s, (str, Path)) for s in sources):
-        result = codes.extract(load_dataset(sources).paths)
-    else:
-        result = codes.extract(sources)
-    head = bundle.pipeline.named_steps["head"]
-    if not len(result.codes):
-        return PredictionResult([], "probability", result.failures)
-    scores, kind = _scores(head, result.codes, len(bundle.class_names))
-    k = min(top_k, len(bundle.class_names))
-    order = np.argsort(-scores, axis=1)[:, :k]
-    predictions = [
-        Prediction(path, [(bundle.class_names[c], float(row[c])) for c in ranked])
-        for path, row, ranked in zip(result.paths, scores, order)
-    ]
-    return PredictionResult(predictions, kind, result.failures)

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .extract import ExtractionOptions, ExtractionResult, Extractor
+from .engine import ExtractionOptions, ExtractionResult, Extractor
 
 __all__ = ["CNNCodes"]
 

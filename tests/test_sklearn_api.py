@@ -19,7 +19,7 @@ from sklearn.utils.estimator_checks import check_estimator
 import cnncodes
 from cnncodes import CNNCodes, make_head
 from cnncodes.errors import ImageDecodeError
-from cnncodes.extract import Extractor
+from cnncodes.engine import Extractor
 from tests.badfiles import make_bad_files
 from tests.conftest import HYMENOPTERA
 

@@ -25,7 +25,7 @@ from .images import VIEWS, Preprocessing, decode_image, make_views, n_views
 from .pooling import COMBINES, NORMALIZATIONS, POOLINGS, code_length, combine_views, normalize_codes, pool
 from .runtime import DEVICES, OPTIMIZATIONS, Session
 from .taps import prepare_model
-from .zoo import ensure_model_file, resolve_backbone
+from .modelfiles import ensure_model_file, resolve_backbone
 
 __all__ = ["ExtractionOptions", "ExtractionResult", "ExtractionPlan", "Extractor", "DEFAULT_BATCH_SIZE"]
 

@@ -21,7 +21,7 @@ import cnncodes
 from cnncodes.cache import CodeCache, read_codes_file
 from cnncodes.cli import cli
 from cnncodes.errors import ImageDecodeError, InputError, UnknownLayerError
-from cnncodes.extract import ExtractionOptions, Extractor
+from cnncodes.engine import ExtractionOptions, Extractor
 from tests.badfiles import make_bad_files
 from tests.conftest import HYMENOPTERA
 

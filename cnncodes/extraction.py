@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from .cache import CodeCache, write_codes_file
 from .distributed import DEFAULT_PARTITION_SIZE, connect, extract_on_cluster
-from .extract import DEFAULT_BATCH_SIZE, ExtractionOptions, ExtractionResult, Extractor
+from .engine import DEFAULT_BATCH_SIZE, ExtractionOptions, ExtractionResult, Extractor
 
 __all__ = ["extract"]
 

@@ -9,7 +9,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .backbones import BackboneSpec, TapSpec, get_backbone, lite_weights_path, list_backbones, models_dir
+from .backbones import BackboneSpec, TapSpec, get_backbone, lite_weights_path, list_backbones
+from .paths import models_dir
 from .build_lite import build_lite_model, save_model
 from .download import download_file
 from .errors import DownloadError, ModelFileError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cnncodes.filekeys import FileKeyMemo
+from cnncodes.contentkeys import FileKeyMemo
 
 
 def _entry(path: Path) -> tuple[Path, os.stat_result, str]:

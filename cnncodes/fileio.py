@@ -1,0 +1,72 @@
+"""Atomic file writes: fill a temporary file beside the target, rename it into place when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["atomic_path", "write_text_atomic", "TEMP_PREFIX"]
+
+TEMP_PREFIX = ".tmp-"  # temporary files start with this, so readers and cleaners can skip them
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str, *, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, on any error remove it.
+
+    A reader never sees half a file, a crash leaves at most a temporary file whose
+    name starts with :data:`TEMP_PREFIX`, and several writers never touch the same file.
+
+    Parameters
+    ----------
+    path : Path or str
+        The file to write; its folder is created if missing.
+    suffix : str, default=".tmp"
+        Ending of the temporary name (writers that choose a format by ending need it).
+
+    Yields
+    ------
+    Path
+        Where to write.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with atomic_path(folder / "a.txt") as temporary:
+    ...     _ = temporary.write_text("done")
+    >>> sorted(p.name for p in folder.iterdir()), (folder / "a.txt").read_text()
+    (['a.txt'], 'done')
+    >>> (folder / "a.txt").unlink(); folder.rmdir()
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; return ``path``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> write_text_atomic(folder / "card.json", "{}").read_text()
+    '{}'
+    >>> (folder / "card.json").unlink(); folder.rmdir()
+    """
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return Path(path)

@@ -1,0 +1,84 @@
+"""The wording of messages that many modules share: choices, suggestions, format versions, install hints."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable
+
+__all__ = [
+    "parameter_subject",
+    "one_of_message",
+    "invalid_value_message",
+    "did_you_mean",
+    "newer_format_message",
+    "install_hint",
+]
+
+
+def parameter_subject(name: str, owner: str = "") -> str:
+    """``The 'name' parameter``, or for an estimator ``The 'name' parameter of CNNCodes`` (scikit-learn's wording).
+
+    Examples
+    --------
+    >>> parameter_subject("pooling", "CNNCodes")
+    "The 'pooling' parameter of CNNCodes"
+    """
+    return f"The '{name}' parameter" + (f" of {owner}" if owner else "")
+
+
+def one_of_message(name: str, allowed: Iterable[Any], got: Any, owner: str = "") -> str:
+    """The "must be one of" message for a value outside a fixed set.
+
+    Examples
+    --------
+    >>> one_of_message("device", ("auto", "cpu"), "gpu")
+    "The 'device' parameter must be one of 'auto', 'cpu'. Got 'gpu' instead."
+    """
+    return f"{parameter_subject(name, owner)} must be one of {', '.join(map(repr, allowed))}. Got {got!r} instead."
+
+
+def invalid_value_message(name: str, expected: str, got: Any, owner: str = "") -> str:
+    """The message for a value of the wrong kind: expected versus got.
+
+    Examples
+    --------
+    >>> invalid_value_message("grid", "a positive int or None", 0)
+    "The 'grid' parameter must be a positive int or None. Got 0 instead."
+    """
+    return f"{parameter_subject(name, owner)} must be {expected}. Got {got!r} instead."
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest known name, or an empty string.
+
+    Examples
+    --------
+    >>> did_you_mean("efficientnet_lit0", ["efficientnet_lite0", "resnet50"])
+    " Did you mean 'efficientnet_lite0'?"
+    >>> did_you_mean("zzz", ["resnet50"])
+    ''
+    """
+    suggestion = difflib.get_close_matches(name, list(known), n=1)
+    return f" Did you mean '{suggestion[0]}'?" if suggestion else ""
+
+
+def newer_format_message(subject: object, what: str, version: int, supported: int) -> str:
+    """The one wording of a file whose format version is newer than this cnncodes reads.
+
+    Examples
+    --------
+    >>> newer_format_message("codes.h5", "cache", 2, 1)
+    'codes.h5: cache format version 2 is newer than this cnncodes supports (1); upgrade cnncodes'
+    """
+    return f"{subject}: {what} format version {version} is newer than this cnncodes supports ({supported}); upgrade cnncodes"
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional extra.
+
+    Examples
+    --------
+    >>> install_hint("dask")
+    "pip install 'cnncodes[dask]'"
+    """
+    return f"pip install 'cnncodes[{extra}]'"

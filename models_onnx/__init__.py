@@ -1,0 +1,1 @@
+"""The backbone zoo's model cards (JSON), shipped as package data."""
