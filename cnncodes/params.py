@@ -32,6 +32,7 @@ __all__ = [
     "HEAD_NAMES",
     "DEFAULT_BACKBONE",
     "POWER_EXPONENT",
+    "ESTIMATOR_ON_ERROR",
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -44,6 +45,7 @@ DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 ON_ERRORS = ("skip", "raise")
 HEAD_NAMES = ("extra-trees", "hist-gb", "linear-svm", "logistic", "random-forest", "sgd")  # heads.make_head builds them
+ESTIMATOR_ON_ERROR = "raise"  # CNNCodes must keep rows aligned with y, so a bad image raises unless asked
 POWER_EXPONENT = 0.5  # "power" normalization is the signed square root (then L2), a fixed constant
 _BATCH_SIZE_BY_DEVICE = {"cpu": 8, "cuda": 64, "tensorrt": 64}  # small batches are fastest on CPUs (measured)
 
