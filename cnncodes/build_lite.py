@@ -9,8 +9,6 @@ the uint8 preprocessing in front.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +16,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import WeightsFormatError
+from .fileio import atomic_path
 
-__all__ = ["build_lite_model", "save_model", "LITE_STAGE_STRIDES", "INPUT_NAME"]
+__all__ = ["build_lite_model", "write_onnx"]
 
-INPUT_NAME = "images"
-LITE_STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)  # first block of each of the 7 stages
+_INPUT_NAME = "images"
+_STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)  # stride of the first block of each of the 7 stages
 _BN_EPS = 1e-3
 _OPSET = 17
 _IR_VERSION = 8
@@ -116,14 +115,21 @@ def build_lite_model(state: dict[str, np.ndarray], input_size: int, source: str 
     ------
     WeightsFormatError
         If a tensor the architecture needs is missing.
+
+    Examples
+    --------
+    >>> from cnncodes.backbones import lite_weights_path
+    >>> from cnncodes.weights import load_state_dict
+    >>> model = build_lite_model(load_state_dict(lite_weights_path("efficientnet_lite0")), 224)
+    >>> [output.name for output in model.graph.output][-3:]
+    ['head', 'penultimate', 'logits']
     """
     writer = _GraphWriter(state, source)
     size = input_size
-    x = writer.relu6(writer.conv_bn(INPUT_NAME, "stem.conv", "_conv_stem", "_bn0", size, 2), "stem")
+    x = writer.relu6(writer.conv_bn(_INPUT_NAME, "stem.conv", "_conv_stem", "_bn0", size, 2), "stem")
     size = math.ceil(size / 2)
     stage, channels = -1, writer.weight("_conv_stem.weight").shape[0]
     stage_outputs: list[tuple[str, int, int]] = []
-    stride_total = 2
     blocks = _block_indices(state)
     for position, index in enumerate(blocks):
         prefix = f"_blocks.{index}"
@@ -131,10 +137,10 @@ def build_lite_model(state: dict[str, np.ndarray], input_size: int, source: str 
         first_in_stage = position == 0 or out_channels != channels
         if first_in_stage:
             stage += 1
-            if stage >= len(LITE_STAGE_STRIDES):
-                message = f"{source}: more than {len(LITE_STAGE_STRIDES)} stages; not EfficientNet-Lite"
+            if stage >= len(_STAGE_STRIDES):
+                message = f"{source}: more than {len(_STAGE_STRIDES)} stages; not EfficientNet-Lite"
                 raise WeightsFormatError(message)
-        stride = LITE_STAGE_STRIDES[stage] if first_in_stage else 1
+        stride = _STAGE_STRIDES[stage] if first_in_stage else 1
         name = f"blocks.{index}"
         h = x
         if f"{prefix}._expand_conv.weight" in state:
@@ -148,7 +154,6 @@ def build_lite_model(state: dict[str, np.ndarray], input_size: int, source: str 
         )
         h = writer.relu6(h, f"{name}.dw")
         size = math.ceil(size / stride)
-        stride_total *= stride
         h = writer.conv_bn(h, f"{name}.project", f"{prefix}._project_conv", f"{prefix}._bn2", size, 1)
         if stride == 1 and channels == out_channels:
             h = writer.add(h, x, f"{name}.add")
@@ -181,7 +186,7 @@ def build_lite_model(state: dict[str, np.ndarray], input_size: int, source: str 
     graph = helper.make_graph(
         writer.nodes,
         "efficientnet_lite",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 3, input_size, input_size])],
+        [helper.make_tensor_value_info(_INPUT_NAME, TensorProto.FLOAT, ["N", 3, input_size, input_size])],
         outputs,
         writer.initializers,
     )
@@ -191,10 +196,36 @@ def build_lite_model(state: dict[str, np.ndarray], input_size: int, source: str 
     return model
 
 
-def save_model(model: onnx.ModelProto, path: Path) -> None:
-    """Write ``model`` to ``path`` atomically: a private temporary file, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(handle, "wb") as out:
-        out.write(model.SerializeToString())
-    Path(temporary).replace(path)
+def write_onnx(model: onnx.ModelProto, path: Path | str) -> Path:
+    """Write an ONNX model to a file, atomically (a reader never sees half a model).
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        The model, e.g. from :func:`build_lite_model`.
+    path : Path or str
+        The ``.onnx`` file; its folder is created if missing.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> graph = helper.make_graph(
+    ...     [helper.make_node("Relu", ["x"], ["y"])],
+    ...     "relu",
+    ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+    ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    ... )
+    >>> path = write_onnx(helper.make_model(graph), folder / "relu.onnx")
+    >>> [p.name for p in folder.iterdir()], onnx.load(str(path)).graph.node[0].op_type
+    (['relu.onnx'], 'Relu')
+    >>> shutil.rmtree(folder)
+    """
+    with atomic_path(path, suffix=".onnx") as temporary:
+        temporary.write_bytes(model.SerializeToString())
+    return Path(path)

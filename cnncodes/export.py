@@ -1,136 +1,83 @@
-"""Export torchvision classification models to ONNX with named taps (torch imported lazily).
+"""Export torchvision classification models to ONNX with named taps (torch imported lazily, extra ``export``).
 
-Needs the ``export`` extra: ``pip install 'cnncodes[export]'``. Weights are read with
-cnncodes' restricted loader, never with a bare ``torch.load``.
+Which taps a model has, and what each one is, is declared once: in its shipped model card.
+This module knows only where each tap sits in the torchvision module (its feature-extraction
+node). Weights are read with cnncodes' restricted loader, never with a bare ``torch.load``.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from .errors import UnknownBackboneError
+from .extras import import_extra
+from .fileio import atomic_path
+from .messages import did_you_mean
+from .paths import cards_dir, models_dir
 
-from .paths import models_dir
-from .errors import CnnCodesError, UnknownBackboneError
-from .weights import load_state_dict
-
-__all__ = ["EXPORTABLE", "export_torchvision", "torchvision_card"]
+__all__ = ["EXPORTABLE", "export_torchvision", "reference_outputs"]
 
 _OPSET = 17
-
-
-@dataclass(frozen=True)
-class _ExportTap:
-    name: str
-    node: str  # torchvision feature-extraction node (a module path or an FX node name)
-    non_negative: bool
-    description: str = ""
-
-
-def _taps(*rows: tuple[str, str, bool, str]) -> tuple[_ExportTap, ...]:
-    return tuple(_ExportTap(*row) for row in rows)
-
-
-_PENULTIMATE = "input of the classifier: the classic CNN code"
-EXPORTABLE: dict[str, tuple[_ExportTap, ...]] = {
-    "alexnet": _taps(
-        ("conv5", "features.11", True, "last conv after ReLU"),
-        ("pool5", "features.12", True, "max-pooled conv5"),
-        ("fc6", "classifier.2", True, "first fully connected layer after ReLU (4096-d)"),
-        ("fc7", "classifier.5", True, "second fully connected layer after ReLU (4096-d)"),
-        ("penultimate", "classifier.5", True, "same as fc7"),
-        ("logits", "classifier.6", False, "ImageNet-1k class scores"),
-    ),
-    "vgg16": _taps(
-        ("conv5_3", "features.29", True, "last conv after ReLU"),
-        ("pool5", "features.30", True, "max-pooled conv5_3"),
-        ("fc6", "classifier.1", True, "first fully connected layer after ReLU (4096-d)"),
-        ("fc7", "classifier.4", True, "second fully connected layer after ReLU (4096-d)"),
-        ("penultimate", "classifier.4", True, "same as fc7"),
-        ("logits", "classifier.6", False, "ImageNet-1k class scores"),
-    ),
-    **{
-        name: _taps(
-            *((f"layer{i}", f"layer{i}", True, f"end of residual stage {i}") for i in range(1, 5)),
-            ("penultimate", "flatten", True, _PENULTIMATE),
-            ("logits", "fc", False, "ImageNet-1k class scores"),
-        )
-        for name in ("resnet18", "resnet50")
-    },
-    "densenet121": _taps(
-        *(
-            (f"denseblock{i}", f"features.denseblock{i}", False, f"end of dense block {i} (before BN-ReLU)")
-            for i in range(1, 5)
-        ),
-        ("penultimate", "flatten", True, _PENULTIMATE),
-        ("logits", "classifier", False, "ImageNet-1k class scores"),
-    ),
-    "googlenet": _taps(
-        ("inception3b", "inception3b", True, "end of inception stage 3"),
-        ("inception4e", "inception4e", True, "end of inception stage 4"),
-        ("inception5b", "inception5b", True, "end of inception stage 5"),
-        ("penultimate", "flatten", True, _PENULTIMATE),
-        ("logits", "fc", False, "ImageNet-1k class scores"),
-    ),
-    "mobilenet_v2": _taps(
-        ("stage2", "features.3", False, "end of the stride-4 stage (linear bottleneck)"),
-        ("stage3", "features.6", False, "end of the stride-8 stage (linear bottleneck)"),
-        ("stage5", "features.13", False, "end of the stride-16 stage (linear bottleneck)"),
-        ("head", "features.18", True, "1x1 head conv after ReLU6"),
-        ("penultimate", "flatten", True, _PENULTIMATE),
-        ("logits", "classifier.1", False, "ImageNet-1k class scores"),
-    ),
-    "mobilenet_v3_large": _taps(
-        ("stage2", "features.3", False, "end of the stride-4 stage"),
-        ("stage3", "features.6", False, "end of the stride-8 stage"),
-        ("stage5", "features.12", False, "end of the stride-16 stage"),
-        ("head", "features.16", False, "head conv after hardswish"),
-        ("pool", "flatten", False, "pooled head (960-d)"),
-        ("penultimate", "classifier.1", False, _PENULTIMATE + " (after hardswish)"),
-        ("logits", "classifier.3", False, "ImageNet-1k class scores"),
-    ),
-    "efficientnet_b0": _taps(
-        *((f"stage{i}", f"features.{i}", False, f"end of stage {i}") for i in range(1, 8)),
-        ("head", "features.8", False, "1x1 head conv after SiLU"),
-        ("penultimate", "flatten", False, _PENULTIMATE),
-        ("logits", "classifier.1", False, "ImageNet-1k class scores"),
-    ),
-    "convnext_tiny": _taps(
-        *((f"stage{i}", f"features.{2 * i - 1}", False, f"end of stage {i}") for i in range(1, 5)),
-        ("penultimate", "classifier.1", False, _PENULTIMATE + " (after LayerNorm)"),
-        ("logits", "classifier.2", False, "ImageNet-1k class scores"),
-    ),
+_INPUT_NAME = "images"
+_RESNET_NODES = {**{f"layer{i}": f"layer{i}" for i in range(1, 5)}, "penultimate": "flatten", "logits": "fc"}
+# Tap name (as in the model card, in card order) -> torchvision node: a module path or an FX node name.
+_NODES: dict[str, dict[str, str]] = {
+    "alexnet": {"conv5": "features.11", "pool5": "features.12", "fc6": "classifier.2", "fc7": "classifier.5"}
+    | {"penultimate": "classifier.5", "logits": "classifier.6"},
+    "vgg16": {"conv5_3": "features.29", "pool5": "features.30", "fc6": "classifier.1", "fc7": "classifier.4"}
+    | {"penultimate": "classifier.4", "logits": "classifier.6"},
+    "resnet18": _RESNET_NODES,
+    "resnet50": _RESNET_NODES,
+    "densenet121": {f"denseblock{i}": f"features.denseblock{i}" for i in range(1, 5)}
+    | {"penultimate": "flatten", "logits": "classifier"},
+    "googlenet": {"inception3b": "inception3b", "inception4e": "inception4e", "inception5b": "inception5b"}
+    | {"penultimate": "flatten", "logits": "fc"},
+    "mobilenet_v2": {"stage2": "features.3", "stage3": "features.6", "stage5": "features.13", "head": "features.18"}
+    | {"penultimate": "flatten", "logits": "classifier.1"},
+    "mobilenet_v3_large": {"stage2": "features.3", "stage3": "features.6", "stage5": "features.12"}
+    | {"head": "features.16", "pool": "flatten", "penultimate": "classifier.1", "logits": "classifier.3"},
+    "efficientnet_b0": {f"stage{i}": f"features.{i}" for i in range(1, 8)}
+    | {"head": "features.8", "penultimate": "flatten", "logits": "classifier.1"},
+    "convnext_tiny": {f"stage{i}": f"features.{2 * i - 1}" for i in range(1, 5)}
+    | {"penultimate": "classifier.1", "logits": "classifier.2"},
 }
+EXPORTABLE: tuple[str, ...] = tuple(sorted(_NODES))  # the torchvision models 'cnncodes export' knows
+# torchvision renamed DenseNet's "norm.1"-style keys; old state dicts still use them.
 _DENSENET_KEY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
 )
 
 
 def _import_torch() -> tuple[Any, Any]:
-    try:
-        import torch
-        import torchvision.models
-    except ImportError as error:
-        message = f"exporting needs torch and torchvision ({error}); install them with: pip install 'cnncodes[export]'"
-        raise CnnCodesError(message) from error
-    return torch, torchvision.models
+    """torch and torchvision.models, or a MissingExtraError naming the ``export`` extra."""
+    return import_extra("torch", "export", "exporting"), import_extra("torchvision.models", "export", "exporting")
 
 
 def _check_name(name: str) -> None:
-    if name not in EXPORTABLE:
-        import difflib
-
-        suggestion = difflib.get_close_matches(name, list(EXPORTABLE), n=1)
-        hint = f" Did you mean '{suggestion[0]}'?" if suggestion else ""
+    if name not in _NODES:
+        hint = did_you_mean(name, EXPORTABLE)
         message = f"Unknown exportable model '{name}'.{hint} Exportable: {', '.join(EXPORTABLE)}."
         raise UnknownBackboneError(message)
 
 
+def _outputs(name: str) -> dict[str, str]:
+    """Node -> ONNX output name: taps on one node share one output, named after the first of them."""
+    first: dict[str, str] = {}
+    for tap, node in _NODES[name].items():
+        first.setdefault(node, tap)
+    return first
+
+
 def _build_module(name: str, weights: str | Path | None) -> Any:
     """A torchvision model in eval mode; ``weights`` is a .pth path or None for random."""
+    import numpy as np
+
+    from .weights import load_state_dict
+
     torch, models = _import_torch()
     kwargs: dict[str, Any] = {"weights": None}
     if name == "googlenet":  # the ImageNet weights expect these settings
@@ -141,20 +88,18 @@ def _build_module(name: str, weights: str | Path | None) -> Any:
         state = load_state_dict(weights)
         if name == "densenet121":
             state = {_DENSENET_KEY.sub(r"\1\2", key): value for key, value in state.items()}
-        tensors = {key: torch.from_numpy(np.array(value)) for key, value in state.items()}
-        module.load_state_dict(tensors)
+        module.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in state.items()})
     if name == "googlenet":
         module.aux_logits, module.aux1, module.aux2 = False, None, None
     return module.eval()
 
 
-def _wrap(module: Any, taps: tuple[_ExportTap, ...]) -> tuple[Any, list[str]]:
-    """A module whose forward returns each distinct tap node as a separate output."""
+def _wrap(module: Any, name: str) -> Any:
+    """A module whose forward returns each distinct tap node of ``name`` as a separate output."""
     torch, _ = _import_torch()
     from torchvision.models.feature_extraction import create_feature_extractor
 
-    nodes = list(dict.fromkeys(tap.node for tap in taps))
-    output_names = [next(t.name for t in taps if t.node == node) for node in nodes]
+    nodes = list(_outputs(name))
     extractor = create_feature_extractor(module, {node: node for node in nodes})
 
     class TapModule(torch.nn.Module):
@@ -166,30 +111,31 @@ def _wrap(module: Any, taps: tuple[_ExportTap, ...]) -> tuple[Any, list[str]]:
             outputs = self.extractor(images)
             return tuple(outputs[node] for node in nodes)
 
-    return TapModule().eval(), output_names
+    return TapModule().eval()
 
 
-def torchvision_card(name: str, output_shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
-    """The model card of an exported torchvision model, from the shapes of its outputs."""
+def _card(name: str, output_shapes: dict[str, tuple[int, ...]], onnx_file: str) -> dict[str, Any]:
+    """The model card of an exported model: preprocessing from torchvision, tap sizes measured, tap meaning shipped."""
     _, models = _import_torch()
     weights = models.get_model_weights(name).DEFAULT
     transform = weights.transforms()
     crop, resize = transform.crop_size[0], transform.resize_size[0]
+    shipped = json.loads((cards_dir() / f"{name}.json").read_text(encoding="utf-8"))
+    meaning = {tap["name"]: tap for tap in shipped["taps"]}
+    outputs = _outputs(name)
     taps = []
-    node_to_tensor: dict[str, str] = {}
-    for tap in EXPORTABLE[name]:
-        tensor = node_to_tensor.setdefault(tap.node, tap.name)
-        shape = output_shapes[tensor]
+    for tap, node in _NODES[name].items():
+        shape = output_shapes[outputs[node]]
         spatial = len(shape) == 4
         taps.append(
             {
-                "name": tap.name,
-                "tensor": tensor,
+                "name": tap,
+                "tensor": outputs[node],
                 "channels": int(shape[1]),
                 "stride": round(crop / shape[2]) if spatial else None,
                 "size": int(shape[2]) if spatial else None,
-                "non_negative": tap.non_negative,
-                "description": tap.description,
+                "non_negative": meaning[tap]["non_negative"],
+                "description": meaning[tap]["description"],
             }
         )
     return {
@@ -204,8 +150,8 @@ def torchvision_card(name: str, output_shapes: dict[str, tuple[int, ...]]) -> di
         "mean": [round(255 * m, 4) for m in transform.mean],
         "std": [round(255 * s, 4) for s in transform.std],
         "color_order": "RGB",
-        "input_name": "images",
-        "onnx_file": f"{name}.onnx",
+        "input_name": _INPUT_NAME,
+        "onnx_file": onnx_file,
         "default_tap": "penultimate",
         "torchvision_name": name,
         "url": weights.url,
@@ -217,7 +163,7 @@ def export_torchvision(
     name: str,
     *,
     weights: str | Path | None,
-    path: Path | None = None,
+    path: Path | str | None = None,
     input_size: int = 224,
 ) -> tuple[Path, dict[str, Any]]:
     """Export a torchvision model with its taps as named ONNX outputs.
@@ -229,56 +175,97 @@ def export_torchvision(
     weights : str, Path or None
         A ``.pth`` state dict (read by the restricted loader), or None for random
         weights (tests, or checking the graph without internet).
-    path : Path or None, default=None
+    path : Path, str or None, default=None
         Output file; defaults to ``models_dir() / f"{name}.onnx"``.
     input_size : int, default=224
+        Height and width of the example input that fixes the taps' sizes in the card.
 
     Returns
     -------
     path : Path
         The ONNX file, renamed into place when complete.
     card : dict
-        The model card describing the exported taps.
+        The model card describing the exported taps (``onnx_file`` is the file's name).
 
     Raises
     ------
     UnknownBackboneError
         If ``name`` is not exportable.
-    CnnCodesError
+    MissingExtraError
         If torch or torchvision is missing.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> path, card = export_torchvision("mobilenet_v2", weights=None, path=folder / "mobilenet.onnx")
+    >>> path.name, card["onnx_file"], [tap["name"] for tap in card["taps"]][:3]
+    ('mobilenet.onnx', 'mobilenet.onnx', ['stage2', 'stage3', 'stage5'])
+    >>> shutil.rmtree(folder)
+    >>> export_torchvision("resnet19", weights=None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.UnknownBackboneError: Unknown exportable model 'resnet19'. Did you mean 'resnet18'? Exportable: ...
     """
     _check_name(name)
     torch, _ = _import_torch()
-    module = _build_module(name, weights)
-    wrapper, output_names = _wrap(module, EXPORTABLE[name])
+    wrapper = _wrap(_build_module(name, weights), name)
+    output_names = list(_outputs(name).values())
     dummy = torch.zeros(1, 3, input_size, input_size)
     with torch.no_grad():
-        shapes = {n: tuple(o.shape) for n, o in zip(output_names, wrapper(dummy))}
+        shapes = {output: tuple(value.shape) for output, value in zip(output_names, wrapper(dummy))}
     path = Path(path) if path else models_dir() / f"{name}.onnx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with atomic_path(path, suffix=".onnx") as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's exporter warns about its own internals
         torch.onnx.export(
             wrapper,
             dummy,
             str(temporary),
-            input_names=["images"],
+            input_names=[_INPUT_NAME],
             output_names=output_names,
-            dynamic_axes={"images": {0: "N"}, **{n: {0: "N"} for n in output_names}},
+            dynamic_axes={_INPUT_NAME: {0: "N"}, **{output: {0: "N"} for output in output_names}},
             opset_version=_OPSET,
             dynamo=False,
         )
-    temporary.replace(path)
-    return path, torchvision_card(name, shapes)
+    return path, _card(name, shapes, path.name)
 
 
-def reference_outputs(name: str, weights: str | Path | None, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Run the torch model on normalized float NCHW ``images``; return each tap's output."""
+def reference_outputs(name: str, weights: str | Path | None, images: Any) -> dict[str, Any]:
+    """Run the torch model itself, as a reference for the exported ONNX graph.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`EXPORTABLE`.
+    weights : str, Path or None
+        As for :func:`export_torchvision`.
+    images : ndarray of shape (N, 3, H, W), float32
+        Already normalized model inputs.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Each ONNX output of :func:`export_torchvision` (named after its first tap), from torch.
+
+    Raises
+    ------
+    UnknownBackboneError
+        If ``name`` is not exportable.
+    MissingExtraError
+        If torch or torchvision is missing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> outputs = reference_outputs("mobilenet_v2", None, np.zeros((1, 3, 64, 64), np.float32))
+    >>> outputs["stage2"].shape, outputs["logits"].shape
+    ((1, 24, 16, 16), (1, 1000))
+    """
+    import numpy as np
+
+    _check_name(name)
     torch, _ = _import_torch()
-    wrapper, output_names = _wrap(_build_module(name, weights), EXPORTABLE[name])
+    wrapper = _wrap(_build_module(name, weights), name)
     with torch.no_grad():
         outputs = wrapper(torch.from_numpy(np.ascontiguousarray(images, np.float32)))
-    return {n: o.numpy() for n, o in zip(output_names, outputs)}
+    return {output: value.numpy() for output, value in zip(_outputs(name).values(), outputs)}

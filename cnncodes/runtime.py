@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import re
 import sys
@@ -16,39 +15,52 @@ from typing import Iterator
 import numpy as np
 import onnxruntime as ort
 
-from .errors import CnnCodesError, ProviderFallbackWarning
-from .paths import default_cache_dir
+from .errors import ProviderFallbackWarning
+from .params import DEVICES, OPTIMIZATIONS, check_parameter
+from .paths import models_dir
 
-__all__ = ["DEVICES", "OPTIMIZATIONS", "ProviderChoice", "choose_provider", "Session", "onnxruntime_version"]
+__all__ = ["ProviderChoice", "choose_provider", "Session", "onnxruntime_version"]
 
-logger = logging.getLogger("cnncodes")
-
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 _PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
 _AUTO_ORDER = ("tensorrt", "cuda", "cpu")
-_OPTIMIZATION_LEVELS = {
+_OPTIMIZATION_LEVELS = {  # keyed by params.OPTIMIZATIONS, the declared choices
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-
-
-OPTIMIZATIONS = tuple(_OPTIMIZATION_LEVELS)
+assert set(_OPTIMIZATION_LEVELS) == set(OPTIMIZATIONS) and set(_PROVIDERS) == set(DEVICES) - {"auto"}
 
 
 def onnxruntime_version() -> str:
-    """The installed onnxruntime version."""
+    """The installed onnxruntime version.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> onnxruntime_version() == ort.__version__
+    True
+    """
     return str(ort.__version__)
 
 
 @dataclass
 class ProviderChoice:
-    """Which execution provider runs, and why the ones before it were passed over."""
+    """Which execution provider runs, and why the ones before it were passed over.
+
+    Examples
+    --------
+    >>> choice = ProviderChoice("CPUExecutionProvider", "cpu", {"CUDAExecutionProvider": "not in this build"})
+    >>> choice.describe().endswith(": running on CPUExecutionProvider (CUDAExecutionProvider: not in this build)")
+    True
+    """
 
     provider: str  # e.g. "CPUExecutionProvider"
     device: str  # "cpu", "cuda" or "tensorrt"
@@ -107,7 +119,7 @@ def _with_options(device: str) -> str | tuple[str, dict[str, str]]:
     """A provider with its options: TensorRT keeps its built engines, so only the first session waits for them."""
     if device != "tensorrt":
         return _PROVIDERS[device]
-    engines = default_cache_dir() / "tensorrt"
+    engines = models_dir() / "tensorrt"
     return _PROVIDERS[device], {
         "trt_engine_cache_enable": "True",
         "trt_engine_cache_path": str(engines),
@@ -158,16 +170,34 @@ def choose_provider(
     -------
     session : onnxruntime.InferenceSession
     choice : ProviderChoice
+
+    Raises
+    ------
+    InputError
+        If ``device`` or ``optimization`` is not one of the declared choices.
+
+    Warns
+    -----
+    ProviderFallbackWarning
+        If an explicitly requested GPU provider does not initialize.
+
+    Examples
+    --------
+    >>> from onnx import TensorProto, helper
+    >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    >>> y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    >>> graph = helper.make_graph([helper.make_node("Neg", ["x"], ["y"])], "neg", [x], [y])
+    >>> model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    >>> session, choice = choose_provider(model.SerializeToString(), "cpu")
+    >>> choice.provider, session.get_providers()
+    ('CPUExecutionProvider', ['CPUExecutionProvider'])
+    >>> choose_provider(model.SerializeToString(), "gpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.InputError: The 'device' parameter must be one of 'auto', 'cpu', ... Got 'gpu' instead.
     """
-    if device not in DEVICES:
-        message = f"The 'device' parameter must be one of {', '.join(map(repr, DEVICES))}. Got {device!r} instead."
-        raise CnnCodesError(message)
-    if optimization not in _OPTIMIZATION_LEVELS:
-        message = (
-            f"The 'optimization' parameter must be one of {', '.join(map(repr, _OPTIMIZATION_LEVELS))}. "
-            f"Got {optimization!r} instead."
-        )
-        raise CnnCodesError(message)
+    check_parameter("device", device)
+    check_parameter("optimization", optimization)
     options = _session_options(n_threads, optimization)
     order = _AUTO_ORDER if device == "auto" else (device, "cpu")
     passed_over: dict[str, str] = {}
@@ -192,9 +222,31 @@ class Session:
     ----------
     model : bytes
         A model from :func:`cnncodes.taps.prepare_model`.
-    device : str, default="auto"
+    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+        Where to run; see :func:`choose_provider`.
     n_threads : int or None, default=None
-    optimization : str, default="all"
+        Intra-op threads; None lets onnxruntime use every core.
+    optimization : {"disable", "basic", "extended", "all"}, default="all"
+        onnxruntime graph optimization level.
+
+    Attributes
+    ----------
+    choice : ProviderChoice
+        The provider that runs.
+    input_name : str
+    output_names : list of str
+
+    Examples
+    --------
+    >>> from onnx import TensorProto, helper
+    >>> pixels = helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["N", 2, 2, 3])
+    >>> mean = helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["N", 1, 1, 1])
+    >>> cast = helper.make_node("Cast", ["pixels"], ["f"], to=TensorProto.FLOAT)
+    >>> graph = helper.make_graph([cast, helper.make_node("ReduceMean", ["f"], ["mean"])], "mean", [pixels], [mean])
+    >>> model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    >>> session = Session(model.SerializeToString(), "cpu")
+    >>> session.run(np.full((1, 2, 2, 3), 7, np.uint8))["mean"].ravel().tolist()
+    [7.0]
     """
 
     def __init__(
@@ -206,7 +258,17 @@ class Session:
         self._use_binding = self.choice.device != "cpu"
 
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
-        """Run a uint8 (N, H, W, 3) batch; return every output by name."""
+        """Run a batch of model inputs.
+
+        Parameters
+        ----------
+        pixels : ndarray of shape (N, H, W, 3), uint8
+
+        Returns
+        -------
+        dict of str to ndarray
+            Every output of the model, by name, on the host.
+        """
         if self._use_binding:  # keep the input copy to the device explicit, outputs back on host
             binding = self._session.io_binding()
             binding.bind_cpu_input(self.input_name, np.ascontiguousarray(pixels))

