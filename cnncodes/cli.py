@@ -1,4 +1,10 @@
-"""The command line: each command parses options, calls one library function, renders."""
+"""The command line: each command converts its options, calls one library function, renders the result.
+
+Options that change the codes or the run are built from the declarations in :mod:`cnncodes.params`;
+other defaults are read from the library function's signature when a command runs or shows its help.
+Only ``click``, the lazy ``cnncodes`` facade and ``cnncodes.params`` are imported here, so
+``cnncodes --help`` loads no numpy, onnxruntime, h5py or scikit-learn.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -13,9 +20,168 @@ from typing import Any, Callable, Sequence
 import click
 
 import cnncodes
-from cnncodes.params import COMBINES, DEVICES, HEAD_NAMES, NORMALIZATIONS, POOLINGS, VIEWS
+from cnncodes import params
 
 __all__ = ["cli"]
+
+Command = Callable[..., Any]
+_EXIT_SOME_FAILED = 3  # the run finished, but some inputs have no codes
+_FLAGS = {
+    "model": ("--model", "-m"),
+    "layer": ("--layer", "-l"),
+    "n_threads": ("--threads",),
+    "n_workers": ("--workers",),
+}
+_RUN_OPTIONS = tuple(name for name in params.RUN_PARAMETERS if name != "on_error")  # on_error is --strict
+_CLASS_WEIGHTS = ("balanced",)  # scikit-learn's only named class weighting
+
+
+def _help(parameter: params.Parameter, note: str = "") -> str:
+    """The declared help, its ``None: X`` (the library's unset value) shown as the CLI's ``[default: X]``."""
+    text, _, unset = parameter.help.partition("; None: ")
+    text = text.rstrip(".") + "." + note
+    return f"{text} [default: {unset.rstrip('.')}]" if unset else text
+
+
+def _empty_as_none(context: click.Context, option: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...] | None:
+    return value or None
+
+
+def _declared_option(name: str) -> Callable[[Command], Command]:
+    """The click option of one declared parameter: flags, type, default and help all from the declaration."""
+    parameter = params.PARAMETERS[name]
+    flags = _FLAGS.get(name, (parameter.option,))
+    settings: dict[str, Any] = {"default": parameter.default, "show_default": parameter.default is not None}
+    settings["help"] = _help(parameter)
+    if parameter.kind == "choice":
+        settings["type"] = click.Choice(parameter.choices or ())
+    elif parameter.kind == "positive_int":
+        settings["type"] = click.IntRange(min=1)
+    elif parameter.kind == "positive_float":
+        settings["type"] = click.FloatRange(min=0, min_open=True)
+    elif parameter.kind == "optional_bool":  # tri-state: --relu, --no-relu, or neither (None)
+        flags = (f"{parameter.option}/--no-{parameter.option[2:]}",)
+    elif parameter.kind == "layer":
+        settings.update(multiple=True, callback=_empty_as_none, help=_help(parameter, " Repeat for several."))
+    return click.option(*flags, name, **settings)
+
+
+def _apply(function: Command, decorators: Sequence[Callable[[Command], Command]]) -> Command:
+    """Apply option decorators so that help lists them in the given order."""
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def code_options(function: Command) -> Command:
+    """Options that change the codes: one per parameter of ``params.CODE_PARAMETERS``."""
+    return _apply(function, [_declared_option(name) for name in params.CODE_PARAMETERS])
+
+
+def _cache_help() -> tuple[str, str]:
+    """Help of ``--cache DIR`` and ``--no-cache``, from the one ``cache`` declaration."""
+    declared = params.PARAMETERS["cache"].help
+    match = re.fullmatch(r"(.*); True: (.*); False: (.*)\.", declared)
+    if match is None:
+        return declared, declared
+    return f"{match[1]}. [default: {match[2]}]", f"{match[3][:1].upper()}{match[3][1:]}."
+
+
+def _cache_dir_option(function: Command) -> Command:
+    """``--cache DIR``: the cache folder (the management commands take only this half of ``cache``)."""
+    folder = click.Path(file_okay=False, path_type=Path)
+    return click.option("--cache", "cache_dir", type=folder, default=None, help=_cache_help()[0])(function)
+
+
+def run_options(function: Command) -> Command:
+    """Options that change how a run goes, not the codes: ``params.RUN_PARAMETERS`` but ``on_error``.
+
+    ``--cache DIR`` and ``--no-cache`` reach the command as the library's one ``cache`` argument.
+    """
+
+    @functools.wraps(function)
+    def with_cache(*args: Any, cache_dir: Path | None, no_cache: bool, **kwargs: Any) -> Any:
+        if no_cache and cache_dir is not None:
+            raise click.BadOptionUsage("no_cache", "--cache and --no-cache exclude each other")
+        cache = False if no_cache else params.default("cache") if cache_dir is None else cache_dir
+        return function(*args, cache=cache, **kwargs)
+
+    no_cache = click.option("--no-cache", "no_cache", is_flag=True, help=_cache_help()[1])
+    others = [_declared_option(name) for name in _RUN_OPTIONS if name != "cache"]
+    return _apply(with_cache, [_cache_dir_option, no_cache, *others])
+
+
+class _LibraryDefault(click.Option):
+    """An option whose default is the library function's own, read only when a command runs or shows help.
+
+    Reading it then keeps ``cnncodes --help`` from importing the library (and scikit-learn).
+    """
+
+    def __init__(self, *args: Any, library: tuple[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, show_default=True, **kwargs)
+        self.library = library  # (public function, parameter)
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        function, parameter = self.library
+        return inspect.signature(getattr(cnncodes, function)).parameters[parameter].default
+
+
+def _library_option(*flags: str, library: tuple[str, str], **settings: Any) -> Callable[[Command], Command]:
+    return click.option(*flags, cls=_LibraryDefault, library=library, **settings)
+
+
+def _format_option(*formats: str) -> Callable[[Command], Command]:
+    """``--format``: the first of ``formats`` (a table) is for people, json (and csv) for programs."""
+    return click.option("--format", "output_format", type=click.Choice(formats), default=formats[0], show_default=True)
+
+
+def _dask_option(function: Command) -> Command:
+    return click.option(
+        "--dask",
+        "dask_address",
+        default=None,
+        metavar="ADDRESS|local:N",
+        help="Run on a dask cluster: a scheduler address or local:N worker processes (needs cnncodes[dask]).",
+    )(function)
+
+
+def _report_option(function: Command) -> Command:
+    folder = click.Path(file_okay=False, path_type=Path)
+    return click.option(
+        "--report", "report_dir", type=folder, default=None, help="Also write JSON and PNG plots into this folder."
+    )(function)
+
+
+def _library_errors(function: Command) -> Command:
+    """Turn a CnnCodesError into click's one-line 'Error: ...' and exit code 1."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except cnncodes.CnnCodesError as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper
+
+
+def _parse_params(context: click.Context, option: click.Parameter, texts: tuple[str, ...]) -> dict[str, Any] | None:
+    """``C=0.001`` -> {"C": 0.001}; values are read as JSON when they can be (numbers, null), else kept as text."""
+    fixed = {}
+    for text in texts:
+        name, separator, value = text.partition("=")
+        if not separator or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", context, option)
+        try:
+            fixed[name] = json.loads(value)
+        except ValueError:
+            fixed[name] = value
+    return fixed or None
+
+
+def _inputs(data: tuple[Path, ...]) -> Path | list[Path]:
+    """One argument as itself (a folder keeps its class labels), several as a list."""
+    return data[0] if len(data) == 1 else list(data)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -30,145 +196,19 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, default=str))
 
 
-def _library_errors(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a CnnCodesError into click's one-line 'Error: ...' and exit code 1."""
-
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return function(*args, **kwargs)
-        except cnncodes.CnnCodesError as error:
-            raise click.ClickException(str(error)) from error
-
-    return wrapper
+def _echo_failures(failures: Sequence[tuple[str, str]]) -> None:
+    for path, reason in failures:
+        click.echo(f"failed: {path}: {reason}", err=True)
 
 
-def _default(function: Callable[..., Any], parameter: str) -> Any:
-    """The library's default of ``parameter``: defaults are defined once, in the library."""
-    return inspect.signature(function).parameters[parameter].default
-
-
-_EXIT_SOME_FAILED = 3  # the run finished, but some inputs have no codes
-
-
-def backbone_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Options that choose the codes: backbone, layers, pooling, views, normalization."""
-    decorators = [
-        click.option(
-            "--model",
-            "-m",
-            default=_default(cnncodes.extract, "model"),
-            show_default=True,
-            help="Zoo backbone (cnncodes models) or path of an .onnx file.",
-        ),
-        click.option(
-            "--layer",
-            "-l",
-            "layers",
-            multiple=True,
-            help="Tap to use; repeat to concatenate several. [default: penultimate]",
-        ),
-        click.option(
-            "--pooling",
-            type=click.Choice(POOLINGS),
-            default=_default(cnncodes.extract, "pooling"),
-            show_default=True,
-        ),
-        click.option("--grid", type=click.IntRange(min=1), default=None, help="Pool on a GRID x GRID layout."),
-        click.option(
-            "--views", type=click.Choice(VIEWS), default=_default(cnncodes.extract, "views"), show_default=True
-        ),
-        click.option(
-            "--combine",
-            type=click.Choice(COMBINES),
-            default=_default(cnncodes.extract, "combine"),
-            show_default=True,
-        ),
-        click.option(
-            "--normalize",
-            type=click.Choice(NORMALIZATIONS),
-            default=_default(cnncodes.extract, "normalize"),
-            show_default=True,
-        ),
-        click.option(
-            "--dtype",
-            type=click.Choice(["float32", "float16"]),
-            default=_default(cnncodes.extract, "dtype"),
-            show_default=True,
-            help="Storage precision in the cache.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
-
-
-def run_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Options that change how extraction runs, not the codes."""
-    decorators = [
-        click.option(
-            "--batch-size",
-            type=click.IntRange(min=1),
-            default=_default(cnncodes.extract, "batch_size"),
-            help="Model inputs per inference call. [default: 8 on the CPU, 64 on a GPU]",
-        ),
-        click.option(
-            "--device",
-            type=click.Choice(DEVICES),
-            default=_default(cnncodes.extract, "device"),
-            show_default=True,
-        ),
-        click.option(
-            "--threads",
-            "n_threads",
-            type=click.IntRange(min=1),
-            default=None,
-            help="onnxruntime intra-op threads. [default: every core]",
-        ),
-        click.option(
-            "--optimization",
-            type=click.Choice(["disable", "basic", "extended", "all"]),
-            default=_default(cnncodes.extract, "optimization"),
-            show_default=True,
-            help="onnxruntime graph optimization level.",
-        ),
-        click.option(
-            "--cache",
-            "cache_dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            default=None,
-            help="Cache folder. [default: $CNNCODES_CACHE or the user cache folder]",
-        ),
-        click.option("--no-cache", is_flag=True, help="Neither read nor write the cache."),
-    ]
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
-
-
-def dask_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``--dask``: a scheduler address, or local:N for a local cluster of N worker processes."""
-    return click.option(
-        "--dask",
-        "dask_address",
-        default=None,
-        metavar="ADDRESS|local:N",
-        help="Run on a dask cluster (needs cnncodes[dask]).",
-    )(function)
+def _exit_if_failed(failures: Sequence[Any]) -> None:
+    if failures:
+        click.get_current_context().exit(_EXIT_SOME_FAILED)
 
 
 def _is_quiet() -> bool:
     """Whether ``cnncodes --quiet`` was given (no progress line either)."""
     return bool(click.get_current_context().find_root().params.get("quiet"))
-
-
-def _cache_argument(cache_dir: Path | None, no_cache: bool) -> Any:
-    return False if no_cache else (cache_dir if cache_dir is not None else True)
-
-
-def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    """``--json``: machine output on stdout."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(function)
 
 
 @click.group()
@@ -184,26 +224,27 @@ def cli(quiet: bool) -> None:
 
 
 @cli.group(invoke_without_command=True)
-@json_option
+@_format_option("table", "json")
 @click.pass_context
 @_library_errors
-def models(context: click.Context, as_json: bool) -> None:
+def models(context: click.Context, output_format: str) -> None:
     """List the backbone zoo: input size, taps with dimensions, local presence, license.
 
     \b
     Example:
         cnncodes models
-        cnncodes models --json
+        cnncodes models --format json
     """
     if context.invoked_subcommand is not None:
         return
     rows = cnncodes.list_models()
-    if as_json:
+    if output_format == "json":
         _emit_json([row.as_dict() for row in rows])
         return
+    headers = ["name", "input", "default", "taps", "present", "license"]
     click.echo(
         _table(
-            ["name", "input", "default", "taps", "present", "license"],
+            headers,
             [
                 [
                     r.name,
@@ -229,15 +270,36 @@ def models_fetch(name: str) -> None:
     Example:
         cnncodes models fetch some_model
     """
-    path = cnncodes.fetch_model(name)
-    click.echo(f"{name}: {path}")
+    click.echo(f"{name}: {cnncodes.fetch_model(name)}")
+
+
+def _layer_table(rows: Sequence[Any]) -> str:
+    if rows and rows[0].shape is not None:  # any ONNX file: its tensors with inferred shapes
+        return _table(
+            ["tensor", "shape", "channels"], [[r.tensor, "x".join(map(str, r.shape or ())), r.channels] for r in rows]
+        )
+    return _table(
+        ["layer", "tensor", "channels", "spatial", "stride", "non-negative", "relu"],
+        [
+            [
+                r.name,
+                r.tensor,
+                r.channels,
+                f"{r.size}x{r.size}" if r.size else "-",
+                r.stride or "-",
+                "yes" if r.non_negative else "no",
+                "yes" if r.relu else "no",
+            ]
+            for r in rows
+        ],
+    )
 
 
 @cli.command()
 @click.argument("model")
-@json_option
+@_format_option("table", "json")
 @_library_errors
-def layers(model: str, as_json: bool) -> None:
+def layers(model: str, output_format: str) -> None:
     """List the taps of a zoo MODEL, or the tensors of any .onnx file.
 
     \b
@@ -246,42 +308,17 @@ def layers(model: str, as_json: bool) -> None:
         cnncodes layers path/to/model.onnx
     """
     rows = cnncodes.list_layers(model)
-    if as_json:
+    if output_format == "json":
         _emit_json([row.as_dict() for row in rows])
-        return
-    if rows and rows[0].shape is not None:
-        click.echo(
-            _table(
-                ["tensor", "shape", "channels"],
-                [[r.tensor, "x".join(map(str, r.shape or ())), r.channels] for r in rows],
-            )
-        )
-        return
-    click.echo(
-        _table(
-            ["layer", "tensor", "channels", "spatial", "stride", "non-negative", "relu"],
-            [
-                [
-                    r.name,
-                    r.tensor,
-                    r.channels,
-                    f"{r.size}x{r.size}" if r.size else "-",
-                    r.stride or "-",
-                    "yes" if r.non_negative else "no",
-                    "yes" if r.relu else "no",
-                ]
-                for r in rows
-            ],
-        )
-    )
+    else:
+        click.echo(_layer_table(rows))
 
 
 @cli.command()
-@click.argument("name", type=click.Choice(sorted(__import__('cnncodes.export').export.EXPORTABLE)))
-@click.option(
+@click.argument("name")
+@_library_option(
     "--weights",
-    default="imagenet",
-    show_default=True,
+    library=("export_model", "weights"),
     help="'imagenet' (torchvision's weights, downloaded), 'random', or a .pth path or URL.",
 )
 @click.option(
@@ -289,7 +326,7 @@ def layers(model: str, as_json: bool) -> None:
     "-o",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="ONNX file to write (default: the model directory).",
+    help="ONNX file to write. [default: the models folder]",
 )
 @_library_errors
 def export(name: str, weights: str, output: Path | None) -> None:
@@ -309,34 +346,19 @@ def export(name: str, weights: str, output: Path | None) -> None:
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Codes file (HDF5) to write."
 )
-@backbone_options
+@code_options
 @run_options
-@click.option("--strict", is_flag=True, help="Stop at the first bad image.")
-@dask_option
-@json_option
-@click.pass_context
+@click.option("--strict", is_flag=True, help="Stop at the first bad image (on_error='raise').")
+@_dask_option
+@_format_option("table", "json")
 @_library_errors
 def extract(
-    context: click.Context,
     data: tuple[Path, ...],
     output: Path | None,
-    model: str,
-    layers: tuple[str, ...],
-    pooling: str,
-    grid: int | None,
-    views: str,
-    combine: str,
-    normalize: str,
-    dtype: str,
-    batch_size: int,
-    device: str,
-    n_threads: int | None,
-    optimization: str,
-    cache_dir: Path | None,
-    no_cache: bool,
     strict: bool,
     dask_address: str | None,
-    as_json: bool,
+    output_format: str,
+    **options: Any,
 ) -> None:
     """Turn images into CNN codes (cached), optionally writing a codes file.
 
@@ -349,28 +371,16 @@ def extract(
         cnncodes extract photos/ -o codes.h5 --layer stage4 --layer penultimate --views flip
         cnncodes extract photos/ -o codes.h5 --dask local:2
     """
+    as_json = output_format == "json"
     result = cnncodes.extract(
-        data[0] if len(data) == 1 else list(data),
-        model=model,
-        layer=list(layers) or _default(cnncodes.extract, "layer"),
-        pooling=pooling,
-        grid=grid,
-        views=views,
-        combine=combine,
-        normalize=normalize,
-        dtype=dtype,
-        cache=_cache_argument(cache_dir, no_cache),
-        batch_size=batch_size,
-        device=device,
-        n_threads=n_threads,
-        optimization=optimization,
+        _inputs(data),
+        **options,
         on_error="raise" if strict else "skip",
         progress=False if as_json or _is_quiet() else None,
         output=output,
         client=dask_address,
     )
-    for path, reason in result.failures:
-        click.echo(f"failed: {path}: {reason}", err=True)
+    _echo_failures(result.failures)
     click.echo(result.summary(), err=as_json)
     if as_json:
         _emit_json(
@@ -383,30 +393,25 @@ def extract(
                 "failures": [list(f) for f in result.failures],
             }
         )
-    if result.failures:
-        context.exit(_EXIT_SOME_FAILED)
-
-
-def _cache_root_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--cache",
-        "cache_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Cache folder. [default: $CNNCODES_CACHE or the user cache folder]",
-    )(function)
+    _exit_if_failed(result.failures)
 
 
 @cli.group()
 def cache() -> None:
-    """Inspect and manage the code cache (feature sets of HDF5 shards)."""
+    """Inspect and manage the code cache (feature sets of HDF5 shards).
+
+    \b
+    Example:
+        cnncodes cache ls
+        cnncodes cache verify
+    """
 
 
 @cache.command("ls")
-@_cache_root_option
-@json_option
+@_cache_dir_option
+@_format_option("table", "json")
 @_library_errors
-def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
+def cache_ls(cache_dir: Path | None, output_format: str) -> None:
     """List feature sets: fingerprint, model, layer, codes, size.
 
     \b
@@ -414,35 +419,16 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
         cnncodes cache ls
     """
     infos = cnncodes.cache_info(cache_dir)
-    if as_json:
-        _emit_json(
-            [
-                {
-                    "fingerprint": i.fingerprint,
-                    "path": str(i.path),
-                    "n_codes": i.n_codes,
-                    "n_shards": i.n_shards,
-                    "n_bytes": i.n_bytes,
-                    "n_features": i.n_features,
-                    "spec": i.spec,
-                }
-                for i in infos
-            ]
-        )
+    if output_format == "json":
+        keys = ("fingerprint", "path", "n_codes", "n_shards", "n_bytes", "n_features", "spec")
+        _emit_json([{key: getattr(info, key) for key in keys} for info in infos])
         return
     click.echo(
         _table(
             ["fingerprint", "model", "layer", "features", "codes", "shards", "MB"],
             [
-                [
-                    i.fingerprint[:12],
-                    i.spec.get("model"),
-                    i.spec.get("tap"),
-                    i.n_features,
-                    i.n_codes,
-                    i.n_shards,
-                    f"{i.n_bytes / 1e6:.1f}",
-                ]
+                [i.fingerprint[:12], i.spec.get("model"), i.spec.get("tap"), i.n_features, i.n_codes, i.n_shards]
+                + [f"{i.n_bytes / 1e6:.1f}"]
                 for i in infos
             ],
         )
@@ -451,7 +437,7 @@ def cache_ls(cache_dir: Path | None, as_json: bool) -> None:
 
 @cache.command("info")
 @click.argument("fingerprint", default="")
-@_cache_root_option
+@_cache_dir_option
 @_library_errors
 def cache_info(fingerprint: str, cache_dir: Path | None) -> None:
     """Show the full spec, counts and size of feature sets (all, or FINGERPRINT prefix).
@@ -469,10 +455,9 @@ def cache_info(fingerprint: str, cache_dir: Path | None) -> None:
 
 @cache.command("verify")
 @click.argument("fingerprint", default="")
-@_cache_root_option
-@click.pass_context
+@_cache_dir_option
 @_library_errors
-def cache_verify(context: click.Context, fingerprint: str, cache_dir: Path | None) -> None:
+def cache_verify(fingerprint: str, cache_dir: Path | None) -> None:
     """Read every shard and report damage (exit code 3 if any).
 
     \b
@@ -480,17 +465,16 @@ def cache_verify(context: click.Context, fingerprint: str, cache_dir: Path | Non
         cnncodes cache verify
     """
     report = cnncodes.verify_cache(cache_dir, fingerprint)
-    damaged = [d for damages in report.values() for d in damages]
+    damaged = [damage for damages in report.values() for damage in damages]
     for damage in damaged:
         click.echo(f"damaged: {damage.path}: {damage.reason}")
     click.echo(f"{len(report)} feature sets verified, {len(damaged)} damaged shards")
-    if damaged:
-        context.exit(_EXIT_SOME_FAILED)
+    _exit_if_failed(damaged)
 
 
 @cache.command("compact")
 @click.argument("fingerprint", default="")
-@_cache_root_option
+@_cache_dir_option
 @_library_errors
 def cache_compact(fingerprint: str, cache_dir: Path | None) -> None:
     """Merge the shards of each feature set into one, atomically.
@@ -506,7 +490,7 @@ def cache_compact(fingerprint: str, cache_dir: Path | None) -> None:
 @cache.command("rm")
 @click.argument("fingerprint", required=False)
 @click.option("--all", "remove_all", is_flag=True, help="Remove every feature set.")
-@_cache_root_option
+@_cache_dir_option
 @_library_errors
 def cache_rm(fingerprint: str | None, remove_all: bool, cache_dir: Path | None) -> None:
     """Delete feature sets by FINGERPRINT prefix (or --all).
@@ -521,87 +505,28 @@ def cache_rm(fingerprint: str | None, remove_all: bool, cache_dir: Path | None) 
     click.echo(f"removed {len(removed)} feature sets ({sum(i.n_bytes for i in removed) / 1e6:.1f} MB)")
 
 
-def _codes_from_options(
-    model: str,
-    layers: tuple[str, ...],
-    pooling: str,
-    grid: int | None,
-    views: str,
-    combine: str,
-    normalize: str,
-    dtype: str,
-    batch_size: int | None,
-    device: str,
-    n_threads: int | None,
-    optimization: str,
-    cache_dir: Path | None,
-    no_cache: bool,
-) -> cnncodes.CNNCodes:
-    layer: Any = (
-        _default(cnncodes.extract, "layer") if not layers else (layers[0] if len(layers) == 1 else tuple(layers))
-    )
-    return cnncodes.CNNCodes(
-        model=model,
-        layer=layer,
-        pooling=pooling,
-        grid=grid,
-        views=views,
-        combine=combine,
-        normalize=normalize,
-        dtype=dtype,
-        batch_size=batch_size,
-        device=device,
-        n_threads=n_threads,
-        optimization=optimization,
-        cache=_cache_argument(cache_dir, no_cache),
-    )
-
-
-def _parse_param(text: str) -> tuple[str, Any]:
-    """``C=0.001`` -> ("C", 0.001); values are read as JSON when they can be (numbers, null), else kept as text."""
-    name, separator, value = text.partition("=")
-    if not separator or not name:
-        raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="--param")
-    try:
-        return name, json.loads(value)
-    except ValueError:
-        return name, value
-
-
-def _echo_failures(failures: list[tuple[str, str]]) -> None:
-    for path, reason in failures:
-        click.echo(f"failed: {path}: {reason}", err=True)
-
-
 @cli.command()
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--head", type=click.Choice(sorted(HEAD_NAMES)), default=_default(cnncodes.train, "head"), show_default=True
-)
+@_library_option("--head", library=("train", "head"), type=click.Choice(sorted(params.HEAD_NAMES)))
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (joblib)."
 )
-@backbone_options
+@code_options
 @run_options
-@click.option(
-    "--cv",
-    type=click.IntRange(min=2),
-    default=_default(cnncodes.train, "cv"),
-    show_default=True,
-    help="Folds that choose the head's hyperparameter.",
+@_library_option(
+    "--cv", library=("train", "cv"), type=click.IntRange(min=2), help="Folds that choose the head's hyperparameter."
 )
-@click.option(
-    "--class-weight", type=click.Choice(["balanced"]), default=None, help="Weigh classes for imbalanced data."
-)
+@click.option("--class-weight", type=click.Choice(_CLASS_WEIGHTS), default=None, help="Weigh classes by frequency.")
 @click.option(
     "--param",
-    "params",
+    "fixed_params",
     multiple=True,
+    callback=_parse_params,
     metavar="NAME=VALUE",
     help="Fix a head hyperparameter (as sweep reports it) instead of searching; repeat.",
 )
-@dask_option
-@json_option
+@_dask_option
+@_format_option("table", "json")
 @_library_errors
 def train(
     data: tuple[Path, ...],
@@ -609,10 +534,10 @@ def train(
     output: Path,
     cv: int,
     class_weight: str | None,
-    params: tuple[str, ...],
+    fixed_params: dict[str, Any] | None,
     dask_address: str | None,
-    as_json: bool,
-    **code_options: Any,
+    output_format: str,
+    **options: Any,
 ) -> None:
     """Train a head on the codes of labelled images (or a codes file) and save the model.
 
@@ -620,20 +545,19 @@ def train(
     Example:
         cnncodes train ../shared/data/hymenoptera/train --head linear-svm -o model.joblib
     """
-    codes = _codes_from_options(**code_options)
     result = cnncodes.train(
-        data[0] if len(data) == 1 else list(data),
+        _inputs(data),
         head=head,
-        codes=codes,
+        codes=cnncodes.CNNCodes(**options),
         cv=cv,
         class_weight=class_weight,
         output=output,
         client=dask_address,
-        params=dict(_parse_param(text) for text in params) or None,
+        params=fixed_params,
     )
     _echo_failures(result.failures)
-    click.echo(result.summary(), err=as_json)
-    if as_json:
+    click.echo(result.summary(), err=output_format == "json")
+    if output_format == "json":
         _emit_json(
             {
                 "output": str(result.path),
@@ -645,35 +569,15 @@ def train(
         )
 
 
-def _report_option(function: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--report",
-        "report_dir",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Also write JSON and PNG plots into this folder.",
-    )(function)
-
-
 @cli.command()
 @click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_report_option
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option(
-    "--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Cache folder."
-)
-@json_option
-@click.pass_context
+@run_options
+@_format_option("table", "json")
 @_library_errors
 def evaluate(
-    context: click.Context,
-    model_file: Path,
-    data: tuple[Path, ...],
-    report_dir: Path | None,
-    device: str,
-    cache_dir: Path | None,
-    as_json: bool,
+    model_file: Path, data: tuple[Path, ...], report_dir: Path | None, output_format: str, **options: Any
 ) -> None:
     """Score a model on labelled images (or a codes file): accuracy, balanced accuracy, F1, confusion matrix.
 
@@ -683,140 +587,123 @@ def evaluate(
     Example:
         cnncodes evaluate model.joblib ../shared/data/hymenoptera/val --report report/
     """
-    result = cnncodes.evaluate(
-        model_file,
-        data[0] if len(data) == 1 else list(data),
-        report_dir=report_dir,
-        cache=cache_dir if cache_dir else True,
-        device=device,
-    )
+    result = cnncodes.evaluate(model_file, _inputs(data), report_dir=report_dir, **options)
     _echo_failures(result.failures)
-    if as_json:
+    if output_format == "json":
         _emit_json({**result.report.as_dict(), "failed": len(result.failures)})
     else:
         click.echo(result.report.table())
-    if result.failures:
-        context.exit(_EXIT_SOME_FAILED)
+    _exit_if_failed(result.failures)
+
+
+def _render_predictions(result: Any, output_format: str) -> str:
+    if output_format == "json":
+        top = [{"path": p.path, "top": [{"class": c, "score": s} for c, s in p.top]} for p in result.predictions]
+        return json.dumps({"score": result.score_kind, "predictions": top})
+    if output_format == "csv":
+        lines = [
+            f"{json.dumps(p.path)},{rank},{json.dumps(c)},{s:.6f}"
+            for p in result.predictions
+            for rank, (c, s) in enumerate(p.top, 1)
+        ]
+        return "\n".join(["path,rank,class,score", *lines])
+    rows = [[p.path, *(f"{c} {s:.3f}" for c, s in p.top)] for p in result.predictions]
+    n_top = len(rows[0]) - 1 if rows else 1
+    return _table(["path", *(f"top {i} ({result.score_kind})" for i in range(1, n_top + 1))], rows)
 
 
 @cli.command()
 @click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--top-k", type=click.IntRange(min=1), default=_default(cnncodes.predict, "top_k"), show_default=True)
-@click.option(
-    "--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
-)
-@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
-@click.option(
-    "--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Cache folder."
-)
-@click.pass_context
+@_library_option("--top-k", library=("predict", "top_k"), type=click.IntRange(min=1), help="Classes per image.")
+@run_options
+@_format_option("table", "csv", "json")
 @_library_errors
-def predict(
-    context: click.Context,
-    model_file: Path,
-    images: tuple[Path, ...],
-    top_k: int,
-    output_format: str,
-    device: str,
-    cache_dir: Path | None,
-) -> None:
+def predict(model_file: Path, images: tuple[Path, ...], top_k: int, output_format: str, **options: Any) -> None:
     """Predict the top classes of images (files or folders) with a model.
 
     \b
     Example:
         cnncodes predict model.joblib photo.jpg more_photos/ --top-k 2 --format json
     """
-    result = cnncodes.predict(
-        model_file, list(images), top_k=top_k, cache=cache_dir if cache_dir else True, device=device
-    )
+    result = cnncodes.predict(model_file, list(images), top_k=top_k, **options)
     _echo_failures(result.failures)
-    if output_format == "json":
-        _emit_json(
-            {
-                "score": result.score_kind,
-                "predictions": [
-                    {"path": p.path, "top": [{"class": name, "score": score} for name, score in p.top]}
-                    for p in result.predictions
-                ],
-            }
-        )
-    elif output_format == "csv":
-        click.echo("path,rank,class,score")
-        for p in result.predictions:
-            for rank, (name, score) in enumerate(p.top, 1):
-                click.echo(f"{json.dumps(p.path)},{rank},{json.dumps(name)},{score:.6f}")
-    else:
-        rows = [[p.path, *(f"{name} {score:.3f}" for name, score in p.top)] for p in result.predictions]
-        click.echo(
-            _table(["path", *(f"top {i} ({result.score_kind})" for i in range(1, len(rows[0]) if rows else 2))], rows)
-        )
-    if result.failures:
-        context.exit(_EXIT_SOME_FAILED)
+    click.echo(_render_predictions(result, output_format))
+    _exit_if_failed(result.failures)
+
+
+def _sweep_table(result: Any, show_all: bool) -> str:
+    def spread(value: float, std: float) -> str:
+        return f"{value:.4f}" + (f" ±{std:.3f}" if std else "")
+
+    rows = result.rows if show_all else result.best_per_combination()
+    return _table(
+        ["rank", "model", "features", "pooling", "head", "params", "dims", "accuracy", "balanced"],
+        [
+            [rank, r.model, r.features, r.pooling if r.model != "-" else "-", r.head]
+            + [", ".join(f"{k}={v}" for k, v in r.params.items()), r.n_features]
+            + [spread(r.accuracy, r.accuracy_std), spread(r.balanced_accuracy, r.balanced_accuracy_std)]
+            for rank, r in enumerate(rows, 1)
+        ],
+    )
 
 
 @cli.command()
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--models", "models_", multiple=True, help="Backbone to try; repeat. [default: efficientnet_lite0]")
+@_library_option("--models", "models_", library=("sweep", "models"), multiple=True, help="Backbone to try; repeat.")
 @click.option(
     "--layers",
     "layer_sets",
     multiple=True,
+    callback=_empty_as_none,
     help="Layer set to try; repeat; 'stage4+penultimate' concatenates. [default: every stage and the default tap]",
 )
-@click.option(
-    "--heads", multiple=True, type=click.Choice(sorted(HEAD_NAMES)), help="Head to try; repeat. [default: logistic]"
+@_library_option(
+    "--heads",
+    library=("sweep", "heads"),
+    multiple=True,
+    type=click.Choice(sorted(params.HEAD_NAMES)),
+    help="Head to try; repeat.",
 )
-@click.option(
-    "--val",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Score on this labelled split instead of CV.",
-)
-@click.option("--cv", type=click.IntRange(min=2), default=_default(cnncodes.sweep, "cv"), show_default=True)
-@click.option("--groups", default=None, help="Regex on file names naming groups (e.g. patients) kept within one fold.")
-@click.option("--class-weight", type=click.Choice(["balanced"]), default=None)
-@click.option("--no-baseline", is_flag=True, help="Skip the raw-pixel (no transfer) baseline.")
 @click.option(
     "--pooling",
     "poolings",
     multiple=True,
-    type=click.Choice(POOLINGS),
-    help="Pooling to try; repeat. [default: avg]",
+    callback=_empty_as_none,
+    type=click.Choice(params.POOLINGS),
+    help=f"Pooling to try; repeat. [default: {params.default('pooling')}]",
 )
+@_declared_option("views")
 @click.option(
-    "--views", type=click.Choice(VIEWS), default=_default(cnncodes.extract, "views"), show_default=True
+    "--val", type=click.Path(exists=True, path_type=Path), default=None, help="Score on this labelled split, not CV."
 )
+@_library_option("--cv", library=("sweep", "cv"), type=click.IntRange(min=2), help="Cross-validation folds.")
+@click.option("--groups", default=None, help="Regex on file names naming groups (e.g. patients) kept within one fold.")
+@click.option("--class-weight", type=click.Choice(_CLASS_WEIGHTS), default=None, help="Weigh classes by frequency.")
+@click.option("--no-baseline", is_flag=True, help="Skip the raw-pixel (no transfer) baseline.")
 @run_options
 @_report_option
-@click.option(
-    "--all", "show_all", is_flag=True, help="Show every hyperparameter value, not only the best per combination."
-)
-@dask_option
-@json_option
+@click.option("--all", "show_all", is_flag=True, help="Show every hyperparameter value, not only the best of each.")
+@_dask_option
+@_format_option("table", "json")
 @_library_errors
 def sweep(
     data: tuple[Path, ...],
     models_: tuple[str, ...],
-    layer_sets: tuple[str, ...],
+    layer_sets: tuple[str, ...] | None,
     heads: tuple[str, ...],
+    poolings: tuple[str, ...] | None,
+    views: str,
     val: Path | None,
     cv: int,
     groups: str | None,
     class_weight: str | None,
     no_baseline: bool,
-    poolings: tuple[str, ...],
-    views: str,
-    batch_size: int | None,
-    device: str,
-    n_threads: int | None,
-    optimization: str,
-    cache_dir: Path | None,
-    no_cache: bool,
     report_dir: Path | None,
     show_all: bool,
     dask_address: str | None,
-    as_json: bool,
+    output_format: str,
+    **options: Any,
 ) -> None:
     """Rank every backbone x layer x head on cached codes, beside a raw-pixel baseline.
 
@@ -824,21 +711,13 @@ def sweep(
     Example:
         cnncodes sweep ../shared/data/chest_xray/train --heads logistic --heads linear-svm --class-weight balanced
     """
-    codes = cnncodes.CNNCodes(
-        views=views,
-        batch_size=batch_size,
-        device=device,
-        n_threads=n_threads,
-        optimization=optimization,
-        cache=_cache_argument(cache_dir, no_cache),
-    )
     result = cnncodes.sweep(
-        data[0] if len(data) == 1 else list(data),
-        models=models_ or _default(cnncodes.sweep, "models"),
-        layers=layer_sets or None,
-        heads=heads or _default(cnncodes.sweep, "heads"),
-        poolings=poolings or None,
-        codes=codes,
+        _inputs(data),
+        models=models_,
+        layers=layer_sets,
+        heads=heads,
+        poolings=poolings,
+        codes=cnncodes.CNNCodes(views=views, **options),
         val=val,
         cv=cv,
         groups=groups,
@@ -847,28 +726,8 @@ def sweep(
         report_dir=report_dir,
         client=dask_address,
     )
-    if as_json:
+    if output_format == "json":
         _emit_json(result.as_dict())
-        return
-    rows = result.rows if show_all else result.best_per_combination()
-    click.echo(
-        _table(
-            ["rank", "model", "features", "pooling", "head", "params", "dims", "accuracy", "balanced"],
-            [
-                [
-                    rank,
-                    r.model,
-                    r.features,
-                    r.pooling if r.model != "-" else "-",
-                    r.head,
-                    ", ".join(f"{k}={v}" for k, v in r.params.items()),
-                    r.n_features,
-                    f"{r.accuracy:.4f}" + (f" ±{r.accuracy_std:.3f}" if r.accuracy_std else ""),
-                    f"{r.balanced_accuracy:.4f}"
-                    + (f" ±{r.balanced_accuracy_std:.3f}" if r.balanced_accuracy_std else ""),
-                ]
-                for rank, r in enumerate(rows, 1)
-            ],
-        )
-    )
-    click.echo(result.recommendation())
+    else:
+        click.echo(_sweep_table(result, show_all))
+        click.echo(result.recommendation())

@@ -1,101 +1,90 @@
-"""The import-direction rule of STYLE.md, checked with ast: each module imports only from lower layers."""
+"""The architecture checked by the project itself: import-linter contracts, fast start, one docstring, one style."""
 
 from __future__ import annotations
 
 import ast
+import configparser
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "cnncodes"
-LAYERS = {
-    "errors": 0,
-    "fingerprint": 0,
-    "version": 0,
-    "paths": 0,
-    "backbones": 1,
-    "weights": 1,
-    "images": 1,
-    "pooling": 1,
-    "datasets": 1,
-    "download": 1,
-    "filekeys": 1,
-    "build_lite": 2,
-    "taps": 2,
-    "runtime": 2,
-    "cache": 2,
-    "export": 2,
-    "zoo": 2.5,
-    "extract": 3,
-    "distributed": 3.5,
-    "api": 3.6,
-    "transformer": 4,
-    "heads": 4,
-    "persist": 4,
-    "report": 4,
-    "training": 4.5,
-    "sweep": 4.6,
-    "cli": 5,
-    "__main__": 5.1,
-    "__init__": 4.9,
-}
-# Third-party packages that only one module may import.
-OWNERS = {
-    "onnxruntime": {"runtime"},
-    "h5py": {"cache"},
-    "torch": {"export"},
-    "torchvision": {"export"},
-    "click": {"cli"},
-    "dask": {"distributed"},
-    "matplotlib": {"report"},
-}
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "cnncodes"
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
+HEAVY = ("onnxruntime", "onnx", "h5py", "sklearn", "matplotlib", "numpy", "dask", "torch")
+SOURCES = ("cnncodes", "tests", "scripts")
 
 
-def _imports(module: str) -> list[tuple[str, bool]]:
-    """(imported name, is internal) pairs of one module."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                found.append(((node.module or "").split(".")[0], True))
-            elif node.module and node.module.split(".")[0] == "cnncodes":
-                found.append((node.module.split(".")[1] if "." in node.module else "__init__", True))
-            elif node.module:
-                found.append((node.module.split(".")[0], False))
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                top = alias.name.split(".")[0]
-                found.append(("__init__", True) if top == "cnncodes" else (top, False))
-    return found
+def _run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+
+
+def _setup_cfg() -> configparser.ConfigParser:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return config
+
+
+def _contract_layers() -> list[str]:
+    """The module names of the layers contract in setup.cfg, optional ones without their parentheses."""
+    rows = _setup_cfg()["importlinter:contract:layers"]["layers"].split()
+    return [name.strip("()") for name in rows if name != "|"]
+
+
+def test_import_linter_contracts_kept() -> None:
+    """Check that lint-imports keeps every contract in setup.cfg: the layers, fast start, one importer each."""
+    completed = _run(str(Path(sys.executable).with_name("lint-imports")))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    n_contracts = sum(section.startswith("importlinter:contract:") for section in _setup_cfg().sections())
+    assert f"Contracts: {n_contracts} kept, 0 broken." in completed.stdout
+
+
+def test_layers_contract_names_every_module() -> None:
+    """Check that every module of the package has a layer and every layer names a module that exists."""
+    layered = _contract_layers()
+    assert sorted(set(MODULES) - {"__init__"}) == sorted(layered)
+
+
+def test_import_cnncodes_and_cli_load_no_heavy_library() -> None:
+    """Check that `import cnncodes, cnncodes.cli` (what `cnncodes --help` runs) loads no heavy library."""
+    code = f"import sys, json, cnncodes, cnncodes.cli; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    completed = _run(sys.executable, "-c", code)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout) == []
+
+
+def test_cli_help_loads_no_heavy_library() -> None:
+    """Check that rendering `cnncodes --help` and `cnncodes extract --help` loads no heavy library."""
+    code = (
+        "import sys, json\nfrom cnncodes.cli import cli\n"
+        "for args in (['--help'], ['extract', '--help']):\n"
+        "    try:\n        cli(args)\n    except SystemExit as exit:\n        assert exit.code == 0\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    completed = _run(sys.executable, "-c", code)
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout.splitlines()[-1]) == []
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_module_imports_only_lower_layers(module: str) -> None:
-    """Check that each module imports cnncodes modules of lower layers only, and guarded packages only where owned."""
-    assert module in LAYERS, f"{module}.py has no layer in the architecture table"
-    for name, internal in _imports(module):
-        if internal:
-            assert LAYERS[name] < LAYERS[module], f"{module} imports {name}"
-        elif name in OWNERS:
-            assert module in OWNERS[name], f"{module} imports {name}"
-
-
-def test_modules_open_with_a_docstring() -> None:
+def test_module_opens_with_one_line_docstring(module: str) -> None:
     """Check that every module opens with a one-line docstring of its responsibility."""
-    for module in MODULES:
-        docstring = ast.get_docstring(ast.parse((PACKAGE / f"{module}.py").read_text()))
-        assert docstring and docstring.splitlines()[0].endswith("."), module
+    docstring = ast.get_docstring(ast.parse((PACKAGE / f"{module}.py").read_text()))
+    assert docstring and docstring.splitlines()[0].endswith("."), module
 
 
-def test_flake8_clean() -> None:
-    """Check that the package, tests and scripts pass flake8 with the settings in setup.cfg."""
-    import subprocess
-    import sys
-
-    root = PACKAGE.parent
-    completed = subprocess.run(
-        [sys.executable, "-m", "flake8", "cnncodes", "tests", "scripts"], cwd=root, capture_output=True, text=True
-    )
+@pytest.mark.parametrize("folder", SOURCES)
+def test_flake8_clean(folder: str) -> None:
+    """Check that the code passes flake8 with setup.cfg's settings (lines of at most 120 characters)."""
+    completed = _run(sys.executable, "-m", "flake8", folder)
     assert completed.returncode == 0, completed.stdout
+
+
+@pytest.mark.parametrize("folder", SOURCES)
+def test_black_formatted(folder: str) -> None:
+    """Check that the code is as black formats it (the one formatter, 120 columns in pyproject.toml)."""
+    completed = _run(sys.executable, "-m", "black", "--check", folder)
+    assert completed.returncode == 0, completed.stderr
