@@ -98,7 +98,7 @@ def _fetch(url: str, path: Path, timeout_s: float, show: bool) -> str:
         length = response.headers.get("Content-Length")
         total = int(length) if length else None
         done = 0
-        with tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, disable=not show, leave=False) as bar:
+        with tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr, disable=not show) as bar:
             while chunk := response.read(_CHUNK_BYTES):
                 out.write(chunk)
                 digest.update(chunk)

@@ -15,7 +15,7 @@ from sklearn.datasets import load_sample_image
 
 import cnncodes
 from cnncodes.backbones import get_backbone, lite_weights_path
-from cnncodes.build_lite import build_lite_model, save_model
+from cnncodes.build_lite import build_lite_model, write_onnx
 from cnncodes.runtime import Session
 from cnncodes.taps import prepare_model
 from cnncodes.weights import load_state_dict
@@ -52,9 +52,10 @@ def test_build_lite_model_is_deterministic(tmp_path: Path) -> None:
     digests = []
     for attempt in range(2):
         path = tmp_path / f"lite0_{attempt}.onnx"
-        save_model(build_lite_model(load_state_dict(lite_weights_path("efficientnet_lite0")), 224), path)
+        write_onnx(build_lite_model(load_state_dict(lite_weights_path("efficientnet_lite0")), 224), path)
         digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
     assert digests[0] == digests[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lite0_0.onnx", "lite0_1.onnx"]  # no temporary file left
 
 
 def test_build_lite_model_matches_pytorch_reference(lite: tuple[str, onnx.ModelProto], tmp_path: Path) -> None:
@@ -62,7 +63,7 @@ def test_build_lite_model_matches_pytorch_reference(lite: tuple[str, onnx.ModelP
     name, model = lite
     spec = get_backbone(name)
     path = tmp_path / f"{name}.onnx"
-    save_model(model, path)
+    write_onnx(model, path)
     taps = ["stage4", "stage7", "head", "penultimate", "logits"]
     session = Session(
         prepare_model(path, taps, input_name="images", input_size=spec.input_size, mean=spec.mean, std=spec.std), "cpu"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +13,11 @@ import torch
 from click.testing import CliRunner
 
 import cnncodes
-from cnncodes.backbones import cards_dir, get_backbone
+from cnncodes.backbones import get_backbone
 from cnncodes.cli import cli
-from cnncodes.export import EXPORTABLE, reference_outputs
+from cnncodes.errors import MissingExtraError, UnknownBackboneError
+from cnncodes.export import EXPORTABLE, export_torchvision, reference_outputs
+from cnncodes.paths import cards_dir
 from cnncodes.runtime import Session
 from cnncodes.taps import prepare_model
 from tests.httpserver import LocalServer
@@ -39,6 +43,8 @@ def _assert_ort_equals_torch(path: Path, name: str, weights: Path | None) -> Non
     for tensor in tensors:
         scale = max(float(np.abs(theirs[tensor]).max()), 1.0)
         np.testing.assert_allclose(ours[tensor] / scale, theirs[tensor] / scale, atol=2e-4, err_msg=f"{name}:{tensor}")
+    for tap in spec.taps:  # the card's non_negative flag decides whether ReLU is applied: it must be true
+        assert (ours[tap.tensor].min() >= 0) or not tap.non_negative, f"{name}:{tap.name} has negative values"
 
 
 @pytest.mark.parametrize("name", sorted(EXPORTABLE))
@@ -51,6 +57,8 @@ def test_export_random_weights_matches_card_and_torch(
     assert path == tmp_path / f"{name}.onnx"
     shipped = json.loads((cards_dir() / f"{name}.json").read_text())
     assert card == shipped
+    assert json.loads((tmp_path / f"{name}.json").read_text()) == card  # written beside the ONNX file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{name}.json", f"{name}.onnx"]
     layers = {row.tensor: row for row in cnncodes.list_layers(path)}
     for tap in card["taps"]:
         assert layers[tap["tensor"]].channels == tap["channels"], tap["name"]
@@ -79,16 +87,20 @@ def test_export_weights_from_url_use_restricted_loader(tmp_path: Path, monkeypat
 
 
 def test_export_without_torch_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Check that a missing torch gives the install hint for the export extra."""
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_torch(name: str, *args: object, **kwargs: object) -> object:
-        if name == "torch" or name.startswith("torchvision"):
-            raise ImportError(f"No module named '{name}'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
-    with pytest.raises(cnncodes.CnnCodesError, match=r"install them with: pip install 'cnncodes\[export\]'$"):
+    """Check that a missing torch is a MissingExtraError (also an ImportError) with the export extra's install hint."""
+    monkeypatch.setitem(sys.modules, "torch", None)  # what importing torch does when it is not installed
+    expected = (
+        "exporting needs torch (import of torch halted; None in sys.modules); "
+        "install it with: pip install 'cnncodes[export]'"
+    )
+    with pytest.raises(MissingExtraError, match=re.escape(expected)) as caught:
         cnncodes.export_model("resnet18", weights="random")
+    assert isinstance(caught.value, ImportError)
+
+
+def test_export_unknown_name_suggests() -> None:
+    """Check that an unknown model name is refused before torch is needed, with a suggestion and the list."""
+    expected = f"Unknown exportable model 'resnet19'. Did you mean 'resnet18'? Exportable: {', '.join(EXPORTABLE)}."
+    with pytest.raises(UnknownBackboneError, match=re.escape(expected)):
+        export_torchvision("resnet19", weights=None)
+

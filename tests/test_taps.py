@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from cnncodes.errors import ModelFileError, UnknownLayerError
-from cnncodes.taps import PIXELS_INPUT, graph_input, list_tensors, prepare_model
+from cnncodes.taps import PIXELS_INPUT, TensorInfo, graph_input, list_tensors, prepare_model
 
 MEAN, STD = (120.0, 110.0, 100.0), (60.0, 50.0, 40.0)
 
@@ -80,5 +80,34 @@ def test_list_tensors_rejects_non_onnx(tmp_path: Path) -> None:
     """Check that a file that is not ONNX gets a one-line error naming it."""
     path = tmp_path / "fake.onnx"
     path.write_bytes(b"\x00\x01garbage that is not protobuf\xff\xff")
-    with pytest.raises(ModelFileError, match=re.escape(f"{path}: ")):
+    with pytest.raises(ModelFileError, match=re.escape(f"{path}: not an ONNX model (protobuf decode failed)")):
         list_tensors(path)
+
+
+def test_tensor_info_size_only_for_feature_maps() -> None:
+    """Check that a tensor's spatial size is its height for (N, C, H, W) maps and None for vectors or symbols."""
+    assert TensorInfo("map", ("N", 8, 7, 7), "Conv").size == 7
+    assert TensorInfo("vector", ("N", 8), "Gemm").size is None
+    assert TensorInfo("dynamic", ("N", 8, "H", "W"), "Conv").size is None
+    assert TensorInfo("dynamic", ("N", "C"), "Conv").n_features is None
+
+
+def test_graph_input_symbolic_size_defaults_to_224(tiny_onnx: Path, tmp_path: Path) -> None:
+    """Check that an input whose height and width are symbolic is taken as 224 px."""
+    model = onnx.load(str(tiny_onnx))
+    for dim in model.graph.input[0].type.tensor_type.shape.dim[2:]:
+        dim.dim_param = "size"
+    onnx.save(model, str(tmp_path / "dynamic.onnx"))
+    assert graph_input(tmp_path / "dynamic.onnx") == ("images", 224)
+
+
+def test_prepare_model_unknown_input(tiny_onnx: Path) -> None:
+    """Check that a wrong image input name is a one-line error naming the file."""
+    with pytest.raises(ModelFileError, match=re.escape(f"{tiny_onnx}: no graph input named 'pixels_in'")):
+        prepare_model(tiny_onnx, ["vector"], input_name="pixels_in", input_size=32, mean=MEAN, std=STD)
+
+
+def test_list_tensors_missing_file(tmp_path: Path) -> None:
+    """Check that a missing file is a one-line error naming it."""
+    with pytest.raises(ModelFileError, match=re.escape(f"{tmp_path / 'none.onnx'}: cannot read ONNX model (")):
+        list_tensors(tmp_path / "none.onnx")
