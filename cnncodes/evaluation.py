@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InputError
+from .params import default
 from .persist import ModelBundle, load_model
 from .prediction import class_scores, runtime_codes
 from .report import Report, make_report, write_report
@@ -19,10 +20,15 @@ __all__ = ["EvaluationResult", "evaluate"]
 
 @dataclass
 class EvaluationResult:
-    """The report of a model on labelled data."""
+    """The report of a model on labelled data, the images that failed, and the files written.
+
+    Examples
+    --------
+    See :func:`evaluate`.
+    """
 
     report: Report
-    failures: list[tuple[str, str]]
+    failures: list[tuple[str, str]]  # (path, reason)
     files: list[Path] = field(default_factory=list)  # written with report_dir
 
 
@@ -31,25 +37,66 @@ def evaluate(
     data: str | Path | Sequence[str | Path],
     *,
     report_dir: str | Path | None = None,
-    cache: bool | str | Path = True,
-    device: str = "auto",
+    cache: bool | str | Path = default("cache"),
+    batch_size: int | None = default("batch_size"),
+    device: str = default("device"),
+    n_threads: int | None = default("n_threads"),
+    optimization: str = default("optimization"),
+    n_workers: int | None = default("n_workers"),
 ) -> EvaluationResult:
     """Score a saved model on labelled images or on a codes file of the same feature set.
+
+    Parameters
+    ----------
+    model : str, Path or ModelBundle
+        A model file from :func:`cnncodes.train`, or its bundle.
+    data : str, Path or sequence
+        Labelled images (a class-per-folder tree, a labelled CSV) or a codes file.
+    report_dir : str, Path or None, default=None
+        Also write ``report.json`` and PNG plots there (needs matplotlib).
+    cache : bool, str or Path, default=True
+        As for :class:`cnncodes.CNNCodes`; so are the other run parameters.
+    batch_size : int or None, default=None
+        Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
+    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+        Execution provider.
+    n_threads : int or None, default=None
+        onnxruntime intra-op threads; None: every core.
+    optimization : {"disable", "basic", "extended", "all"}, default="all"
+        onnxruntime graph optimization level.
+    n_workers : int or None, default=None
+        Decode threads; None: one per core.
 
     Returns
     -------
     EvaluationResult
-        Accuracy, balanced accuracy, macro F1, top-k, per-class figures, confusion matrix.
+        Accuracy, balanced accuracy, macro F1, top-k, per-class figures, confusion
+        matrix; the images that failed are not scored and are listed in ``failures``.
 
     Raises
     ------
     InputError
-        If the data holds a class the model does not know, or a codes file of
+        If the data holds a class the model does not know, or is a codes file of
         another feature set.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> from cnncodes import CNNCodes, train
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> images = Path("../shared/data/hymenoptera")
+    >>> for split, n in (("train", 6), ("val", 2)):
+    ...     files = [(p, c) for c in ("ants", "bees") for p in sorted((images / split / c).glob("*"))[:n]]
+    ...     _ = (folder / f"{split}.csv").write_text("".join(f"{p.resolve()},{c}\\n" for p, c in files))
+    >>> model = train(folder / "train.csv", codes=CNNCodes(cache=False), cv=2).bundle
+    >>> report = evaluate(model, folder / "val.csv", cache=False).report
+    >>> report.n_samples, report.class_names
+    (4, ['ants', 'bees'])
+    >>> shutil.rmtree(folder)
     """
     bundle = model if isinstance(model, ModelBundle) else load_model(model)
-    codes = runtime_codes(bundle, cache, device)
-    labelled = load_labelled_codes(data, codes)
+    run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
+    labelled = load_labelled_codes(data, runtime_codes(bundle, **run, n_workers=n_workers))
     if labelled.source is not None and labelled.spec.get("layers") != bundle.spec.get("layers"):
         message = (
             f"{labelled.source}: its codes are of another feature set than the model's; evaluate on the images instead"
@@ -60,9 +107,8 @@ def evaluate(
         message = f"{data}: classes {', '.join(unknown)} are not among the model's ({', '.join(bundle.class_names)})"
         raise InputError(message)
     remap = np.array([bundle.class_names.index(name) for name in labelled.class_names])
-    y_true = remap[labelled.y]
     head = bundle.pipeline.named_steps["head"]
-    scores, _ = class_scores(head, labelled.X, len(bundle.class_names))
-    report = make_report(y_true, head.predict(labelled.X), bundle.class_names, scores)
+    scores, _ = class_scores(head, labelled.X)
+    report = make_report(remap[labelled.y], head.predict(labelled.X), bundle.class_names, scores)
     files = write_report(report, report_dir) if report_dir is not None else []
     return EvaluationResult(report, labelled.failures, files)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import pickle
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,15 +14,30 @@ import numpy as np
 import sklearn
 
 from .errors import ModelFileError, ModelMismatchError, ModelMismatchWarning
+from .fileio import atomic_path
 from .fingerprint import sha256_file
+from .messages import newer_format_message
+from .modelfiles import ensure_model_file, resolve_backbone
 from .runtime import onnxruntime_version
 from .version import VERSION
-from .modelfiles import ensure_model_file, resolve_backbone
 
-__all__ = ["MODEL_FORMAT", "ModelBundle", "save_model", "load_model"]
+__all__ = ["ModelBundle", "save_model", "load_model"]
 
 MODEL_FORMAT = "cnncodes-model"
 MODEL_FORMAT_VERSION = 1
+_CHECKED_VERSIONS = ("cnncodes", "scikit-learn")  # a difference in these may change predictions: warn
+# What joblib raises for a damaged or truncated file (measured by cutting a model file at every byte).
+_UNREADABLE = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    ImportError,
+    AttributeError,
+    pickle.UnpicklingError,
+    struct.error,
+)
 
 
 def _versions() -> dict[str, str]:
@@ -49,38 +64,76 @@ class ModelBundle:
 
 
 def save_model(bundle: ModelBundle, path: Path | str) -> Path:
-    """Write ``bundle`` to ``path`` with joblib, atomically.
+    """Write ``bundle`` to ``path`` with joblib, atomically (a crash leaves no half file).
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        What :func:`cnncodes.train` made (``TrainResult.bundle``).
+    path : Path or str
+        The model file; its folder is created if missing.
+
+    Returns
+    -------
+    Path
+        ``path``.
 
     Examples
     --------
-    See :func:`cnncodes.train`.
+    >>> import shutil, tempfile
+    >>> from sklearn.dummy import DummyClassifier
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> bundle = ModelBundle(DummyClassifier().fit([[0], [1]], [0, 1]), ["ant", "bee"], {}, "none", "0" * 64)
+    >>> save_model(bundle, folder / "model.joblib").name
+    'model.joblib'
+    >>> load_model(folder / "model.joblib", check_backbone=False).class_names
+    ['ant', 'bee']
+    >>> shutil.rmtree(folder)
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     document = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "bundle": bundle}
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         joblib.dump(document, temporary)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
     """Load a model saved by :func:`save_model`. Load only files you trust: joblib runs code.
 
     The backbone must be present and byte-identical to the one the model was trained
-    on (another file would silently give wrong predictions); other library versions
-    only warn.
+    on (another file would silently give wrong predictions); other versions of
+    cnncodes or scikit-learn only warn.
+
+    Parameters
+    ----------
+    path : Path or str
+        The model file.
+    check_backbone : bool, default=True
+        Check that the backbone file is here and is the one the model was trained on.
+
+    Returns
+    -------
+    ModelBundle
 
     Raises
     ------
     ModelFileError
-        If the file is missing or is not a cnncodes model.
+        If the file is missing, is not a cnncodes model, or has a newer format version.
     ModelMismatchError
         If the backbone is missing or differs from the training one.
+
+    Warns
+    -----
+    ModelMismatchWarning
+        If it was saved with another version of cnncodes or scikit-learn.
+
+    Examples
+    --------
+    >>> load_model("no/such/model.joblib")
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.ModelFileError: no/such/model.joblib: no such model file
+
+    See :func:`save_model` for a round trip.
     """
     path = Path(path)
     if not path.is_file():
@@ -88,24 +141,22 @@ def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
         raise ModelFileError(message)
     try:
         document = joblib.load(path)
-    except (OSError, EOFError, ValueError, KeyError, ImportError, AttributeError) as error:
+    except _UNREADABLE as error:
         message = f"{path}: not a cnncodes model file ({type(error).__name__}: {error})"
         raise ModelFileError(message) from error
     if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
         message = f"{path}: not a cnncodes model file"
         raise ModelFileError(message)
-    if int(document.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-        message = f"{path}: model format version {document['format_version']} is newer than this cnncodes supports ({MODEL_FORMAT_VERSION}); upgrade cnncodes"
-        raise ModelFileError(message)
+    version = int(document.get("format_version", 0))
+    if version > MODEL_FORMAT_VERSION:
+        raise ModelFileError(newer_format_message(path, "model", version, MODEL_FORMAT_VERSION))
     bundle: ModelBundle = document["bundle"]
-    for package, version in _versions().items():
+    current = _versions()
+    for package in _CHECKED_VERSIONS:
         saved = bundle.versions.get(package)
-        if package in ("cnncodes", "scikit-learn") and saved != version:
-            warnings.warn(
-                f"{path}: saved with {package} {saved}, loaded with {version}; predictions may differ",
-                ModelMismatchWarning,
-                stacklevel=2,
-            )
+        if saved != current[package]:
+            message = f"{path}: saved with {package} {saved}, loaded with {current[package]}; predictions may differ"
+            warnings.warn(message, ModelMismatchWarning, stacklevel=2)
     if check_backbone:
         _check_backbone(bundle, path)
     return bundle
@@ -121,6 +172,7 @@ def _check_backbone(bundle: ModelBundle, path: Path) -> None:
     if found != bundle.backbone_sha256:
         message = (
             f"{path}: backbone '{bundle.backbone}' differs from the one this model was trained on "
-            f"({onnx_path} has sha256 {found[:12]}, expected {bundle.backbone_sha256[:12]}); retrain or restore that file"
+            f"({onnx_path} has sha256 {found[:12]}, expected {bundle.backbone_sha256[:12]}); "
+            "retrain or restore that file"
         )
         raise ModelMismatchError(message)

@@ -7,16 +7,41 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.base import clone
 
 from .datasets import load_dataset
+from .params import default
 from .persist import ModelBundle, load_model
 from .transformer import CNNCodes
 
 __all__ = ["Prediction", "PredictionResult", "predict", "class_scores", "runtime_codes"]
 
 
-def class_scores(head: Any, X: np.ndarray, n_classes: int) -> tuple[np.ndarray, str]:
-    """Class scores of a fitted head: probabilities where the head has them, else decision scores."""
+def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
+    """Class scores of a fitted head: probabilities where the head has them, else decision scores.
+
+    Parameters
+    ----------
+    head : fitted classifier
+        A head pipeline, as :func:`cnncodes.make_head` builds them.
+    X : ndarray of shape (n_samples, n_features)
+        Codes.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples, n_classes)
+        A binary head's one margin becomes two columns, ``[-margin, margin]``.
+    kind : {"probability", "decision score"}
+        Which they are.
+
+    Examples
+    --------
+    >>> from sklearn.svm import LinearSVC
+    >>> head = LinearSVC().fit([[0.0], [1.0]], [0, 1])
+    >>> scores, kind = class_scores(head, np.array([[1.0]]))
+    >>> scores.shape, kind, scores[0, 0] == -scores[0, 1]
+    ((1, 2), 'decision score', True)
+    """
     if hasattr(head, "predict_proba"):
         try:
             return head.predict_proba(X), "probability"
@@ -28,14 +53,37 @@ def class_scores(head: Any, X: np.ndarray, n_classes: int) -> tuple[np.ndarray, 
     return scores, "decision score"
 
 
-def runtime_codes(bundle: ModelBundle, cache: bool | str | Path, device: str) -> CNNCodes:
-    """The bundle's CNNCodes step, fitted, reading this cache on this device and dropping bad images."""
-    return bundle.pipeline.named_steps["codes"].set_params(cache=cache, device=device, on_error="drop").fit()
+def runtime_codes(bundle: ModelBundle, **run: Any) -> CNNCodes:
+    """A fitted copy of the bundle's CNNCodes step with these run options, skipping bad images.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        A trained model.
+    **run
+        Run parameters of :class:`cnncodes.CNNCodes` (``cache``, ``batch_size``, ``device``,
+        ``n_threads``, ``optimization``, ``n_workers``); the feature set stays the model's.
+
+    Returns
+    -------
+    CNNCodes
+        Fitted; the bundle's own step is left as it is.
+
+    Examples
+    --------
+    See :func:`predict`.
+    """
+    return clone(bundle.pipeline.named_steps["codes"]).set_params(**run, on_error="skip").fit()
 
 
 @dataclass
 class Prediction:
-    """Top classes of one image."""
+    """Top classes of one image.
+
+    Examples
+    --------
+    See :func:`predict`.
+    """
 
     path: str
     top: list[tuple[str, float]]  # (class name, score), best first
@@ -43,11 +91,16 @@ class Prediction:
 
 @dataclass
 class PredictionResult:
-    """Predictions of a model on images."""
+    """Predictions of a model on images, and the images that failed.
+
+    Examples
+    --------
+    See :func:`predict`.
+    """
 
     predictions: list[Prediction]
     score_kind: str  # "probability" or "decision score"
-    failures: list[tuple[str, str]]
+    failures: list[tuple[str, str]]  # (path, reason)
 
 
 def predict(
@@ -55,38 +108,75 @@ def predict(
     inputs: str | Path | Sequence[Any],
     *,
     top_k: int = 5,
-    cache: bool | str | Path = True,
-    device: str = "auto",
+    cache: bool | str | Path = default("cache"),
+    batch_size: int | None = default("batch_size"),
+    device: str = default("device"),
+    n_threads: int | None = default("n_threads"),
+    optimization: str = default("optimization"),
+    n_workers: int | None = default("n_workers"),
 ) -> PredictionResult:
     """Predict the classes of images with a saved model.
 
     Parameters
     ----------
     model : str, Path or ModelBundle
+        A model file from :func:`cnncodes.train`, or its bundle.
     inputs : str, Path or sequence
         Image files and folders (folders are searched), a CSV, or arrays.
     top_k : int, default=5
         How many classes per image (at most the number of classes).
+    cache : bool, str or Path, default=True
+        As for :class:`cnncodes.CNNCodes`; so are the other run parameters.
+    batch_size : int or None, default=None
+        Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
+    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+        Execution provider.
+    n_threads : int or None, default=None
+        onnxruntime intra-op threads; None: every core.
+    optimization : {"disable", "basic", "extended", "all"}, default="all"
+        onnxruntime graph optimization level.
+    n_workers : int or None, default=None
+        Decode threads; None: one per core.
 
     Returns
     -------
     PredictionResult
         Per image the top-k class names with probabilities, or decision scores
-        where the head has no probabilities (``score_kind`` says which).
+        where the head has no probabilities (``score_kind`` says which); bad images
+        are listed in ``failures``.
+
+    Raises
+    ------
+    ModelFileError, ModelMismatchError
+        If the model file cannot be used (see :func:`cnncodes.load_model`).
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> from cnncodes import CNNCodes, train
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> images = Path("../shared/data/hymenoptera/train")
+    >>> rows = [f"{p.resolve()},{name}\\n" for name in ("ants", "bees") for p in sorted((images / name).glob("*"))[:6]]
+    >>> _ = (folder / "labels.csv").write_text("".join(rows))
+    >>> model = train(folder / "labels.csv", codes=CNNCodes(cache=False), cv=2).bundle
+    >>> bee = sorted(Path("../shared/data/hymenoptera/val/bees").glob("*.jpg"))[0]
+    >>> result = predict(model, [bee], top_k=1, cache=False)
+    >>> result.score_kind, [name for name, _ in result.predictions[0].top]
+    ('probability', ['bees'])
+    >>> shutil.rmtree(folder)
     """
     bundle = model if isinstance(model, ModelBundle) else load_model(model)
-    codes = runtime_codes(bundle, cache, device)
+    run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
+    codes = runtime_codes(bundle, **run, n_workers=n_workers)
     sources = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if sources and all(isinstance(s, (str, Path)) for s in sources):
-        result = codes.extract(load_dataset(sources).paths)
-    else:
-        result = codes.extract(sources)
-    head = bundle.pipeline.named_steps["head"]
+        sources = load_dataset(sources).paths  # folders are searched for images
+    result = codes.extract(sources)
     if not len(result.codes):
         return PredictionResult([], "probability", result.failures)
-    scores, kind = class_scores(head, result.codes, len(bundle.class_names))
+    scores, kind = class_scores(bundle.pipeline.named_steps["head"], result.codes)
     k = min(top_k, len(bundle.class_names))
-    order = np.argsort(-scores, axis=1)[:, :k]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     predictions = [
         Prediction(path, [(bundle.class_names[c], float(row[c])) for c in ranked])
         for path, row, ranked in zip(result.paths, scores, order)

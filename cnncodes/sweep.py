@@ -18,9 +18,10 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross
 from .backbones import get_backbone
 from .distributed import dask_backend
 from .errors import InputError
-from .heads import HEADS, make_head
+from .heads import check_head, head_grid, make_head
 from .images import Preprocessing, decode_image, make_views
-from .report import plot_sweep
+from .params import DEFAULT_BACKBONE
+from .report import plot_sweep, write_json
 from .training import LabelledCodes, load_labelled_codes
 from .transformer import CNNCodes
 
@@ -32,9 +33,14 @@ _BASELINE_SIZE = 32  # the no-transfer baseline: heads on 32 x 32 RGB thumbnails
 
 @dataclass
 class SweepRow:
-    """The score of one feature set with one head and hyperparameter value."""
+    """The score of one feature set with one head and hyperparameter value.
 
-    model: str
+    Examples
+    --------
+    See :func:`sweep`.
+    """
+
+    model: str  # "-" for the raw-pixel baseline
     features: str  # "stage4", "stage3+stage4", or "raw pixels"
     head: str
     params: dict[str, Any]
@@ -49,7 +55,12 @@ class SweepRow:
 
 @dataclass
 class SweepResult:
-    """Every row, best first by balanced accuracy, and a recommendation."""
+    """Every row, best first by balanced accuracy, and a recommendation.
+
+    Examples
+    --------
+    See :func:`sweep`.
+    """
 
     rows: list[SweepRow]  # all rows, ranked
     protocol: str  # "5-fold stratified CV" or "validation split: PATH"
@@ -61,6 +72,11 @@ class SweepResult:
     def best(self) -> SweepRow:
         """The best transfer row (the baseline is never recommended)."""
         return next(row for row in self.rows if row.features != BASELINE)
+
+    @property
+    def baseline(self) -> SweepRow | None:
+        """The best raw-pixel row, or None when the baseline was not scored."""
+        return next((row for row in self.rows if row.features == BASELINE), None)
 
     def best_per_combination(self) -> list[SweepRow]:
         """The best hyperparameter of each (model, features, head), ranked."""
@@ -84,11 +100,11 @@ class SweepResult:
             f"({', '.join(f'{k}={v}' for k, v in best.params.items())}): balanced accuracy "
             f"{best.balanced_accuracy:.4f}, accuracy {best.accuracy:.4f} ({self.protocol})."
         )
-        baseline = [row for row in self.rows if row.features == BASELINE]
-        if baseline:
-            gain = best.balanced_accuracy - baseline[0].balanced_accuracy
+        baseline = self.baseline
+        if baseline is not None:
+            gain = best.balanced_accuracy - baseline.balanced_accuracy
             verdict = "transfer helps" if gain > 0 else "negative transfer: the CNN codes do worse than raw pixels"
-            text += f" Raw-pixel baseline: {baseline[0].balanced_accuracy:.4f} ({verdict}, {gain:+.4f})."
+            text += f" Raw-pixel baseline: {baseline.balanced_accuracy:.4f} ({verdict}, {gain:+.4f})."
         return text
 
     def as_dict(self) -> dict[str, Any]:
@@ -104,7 +120,28 @@ class SweepResult:
 
 
 def default_layer_sets(model: str) -> list[str]:
-    """Every spatial tap and the default tap of a zoo model (no logits)."""
+    """The layer sets a sweep tries when none are given: every spatial tap and the default tap (no logits).
+
+    Parameters
+    ----------
+    model : str
+        A zoo backbone.
+
+    Returns
+    -------
+    list of str
+        Tap names, earliest first.
+
+    Raises
+    ------
+    UnknownBackboneError
+        If ``model`` is not in the zoo.
+
+    Examples
+    --------
+    >>> default_layer_sets("efficientnet_lite0")[-1]
+    'penultimate'
+    """
     spec = get_backbone(model)
     taps = [t.name for t in spec.taps if t.is_spatial and t.name != "head"]
     return [*taps, spec.default_tap]
@@ -119,11 +156,6 @@ def _thumbnails(paths: Sequence[str], n_workers: int | None) -> np.ndarray:
 
     with ThreadPoolExecutor(n_workers) as pool:
         return np.stack(list(pool.map(one, paths))).astype(np.float32) / 255.0
-
-
-def _param_grid(head: str) -> list[dict[str, Any]]:
-    grid = HEADS[head][1]
-    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
 def _score(
@@ -156,10 +188,20 @@ def _group_ids(paths: Sequence[str], pattern: str) -> np.ndarray:
     return np.array(ids)
 
 
+@dataclass(frozen=True)
+class _Scoring:
+    """How every candidate is scored: the same heads, folds, class weights and seed for all."""
+
+    heads: Sequence[str]
+    splitter: Any  # a stratified (group) k-fold splitter; unused with a validation split
+    class_weight: str | None
+    random_state: int
+
+
 def sweep(
     data: str | Path | Sequence[str | Path],
     *,
-    models: Sequence[str] = ("efficientnet_lite0",),
+    models: Sequence[str] = (DEFAULT_BACKBONE,),
     layers: Sequence[str] | None = None,
     heads: Sequence[str] = ("logistic",),
     poolings: Sequence[str] | None = None,
@@ -185,6 +227,7 @@ def sweep(
     data : str, Path or sequence
         Labelled images (folder per class, CSV) or a codes file.
     models : sequence of str, default=("efficientnet_lite0",)
+        Zoo backbones or ONNX files.
     layers : sequence of str or None, default=None
         Layer sets; ``"stage4+penultimate"`` concatenates. None: every spatial tap
         and the default tap of each model.
@@ -198,83 +241,98 @@ def sweep(
         A labelled validation split to score on; None uses stratified cross-validation.
         A layer chosen on a split is optimistic on that split: report a third one.
     cv : int, default=5
+        Folds of the cross-validation.
     groups : str or None, default=None
         A regex on file names whose first group (or match) names a group (e.g. a
         patient) that must not straddle folds.
     class_weight : {"balanced"} or None, default=None
+        For imbalanced sets.
     baseline : bool, default=True
         Also score the heads on 32 x 32 raw pixels (no transfer).
     report_dir : str, Path or None, default=None
-        Write ``sweep.json`` and ``sweep.png`` (layer x head chart) there.
+        Write ``sweep.json`` and ``sweep.png`` (feature set x head chart) there.
     random_state : int, default=0
+        Seed of the folds and the heads.
     client : dask.distributed.Client, str or None, default=None
         Run the cross-validation fits on a dask cluster (joblib's dask backend).
 
     Returns
     -------
     SweepResult
+        Every row ranked by balanced accuracy, the best transfer row and a recommendation.
+
+    Raises
+    ------
+    InputError
+        If a head is unknown, the data has no labels, or a group pattern does not
+        match a file name.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> from cnncodes import CNNCodes
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> images = Path("../shared/data/hymenoptera/train")
+    >>> rows = [f"{p.resolve()},{name}\\n" for name in ("ants", "bees") for p in sorted((images / name).glob("*"))[:6]]
+    >>> _ = (folder / "labels.csv").write_text("".join(rows))
+    >>> result = sweep(folder / "labels.csv", layers=["stage4", "penultimate"], codes=CNNCodes(cache=False), cv=2)
+    >>> sorted({row.features for row in result.rows}), result.best.head
+    (['penultimate', 'raw pixels', 'stage4'], 'logistic')
+    >>> shutil.rmtree(folder)
     """
     template = codes if codes is not None else CNNCodes()
-    unknown = [head for head in heads if head not in HEADS]
-    if unknown:
-        message = f"Unknown head {unknown[0]!r}; choose from {', '.join(HEADS)}"
-        raise InputError(message)
-    splitter: Any = (StratifiedGroupKFold if groups else StratifiedKFold)(cv, shuffle=True, random_state=random_state)
+    for head in heads:  # before the extraction, which may take long
+        check_head(head)
+    splitter = (StratifiedGroupKFold if groups else StratifiedKFold)(cv, shuffle=True, random_state=random_state)
+    scoring = _Scoring(tuple(heads), splitter, class_weight, random_state)
     protocol = f"validation split: {val}" if val is not None else f"{cv}-fold stratified{' group' if groups else ''} CV"
     rows: list[SweepRow] = []
-    reference: LabelledCodes | None = None
+    reference: LabelledCodes | None = None  # the first model's labelled set: its paths feed the baseline
     reference_val: LabelledCodes | None = None
     for model, pooling in itertools.product(models, poolings or (template.pooling,)):
         layer_sets = list(layers) if layers else default_layer_sets(model)
         taps = list(dict.fromkeys(tap for layer_set in layer_sets for tap in layer_set.split("+")))
-        all_codes = CNNCodes(**{**template.get_params(), "model": model, "layer": tuple(taps), "pooling": pooling})
+        all_codes = clone(template).set_params(model=model, layer=tuple(taps), pooling=pooling)
         train = load_labelled_codes(data, all_codes)
         held_out = load_labelled_codes(val, all_codes) if val is not None else None
         reference, reference_val = reference or train, reference_val or held_out
-        widths = {tap: CNNCodes(**{**all_codes.get_params(), "layer": tap}).fit().n_features_out_ for tap in taps}
+        widths = {tap: clone(all_codes).set_params(layer=tap).fit().n_features_out_ for tap in taps}
         offsets = dict(zip(taps, np.cumsum([0, *widths.values()])[:-1]))
         group_ids = _group_ids(train.paths, groups) if groups else None
         for layer_set in layer_sets:
             columns = np.concatenate([np.arange(offsets[t], offsets[t] + widths[t]) for t in layer_set.split("+")])
-            X = train.X[:, columns]
             val_xy = (held_out.X[:, columns], _remap(held_out, train)) if held_out is not None else None
             with dask_backend(client) as n_jobs:
-                for row in _score_heads(
-                    model, layer_set, X, train.y, val_xy, heads, splitter, group_ids, class_weight, random_state, n_jobs
-                ):
-                    row.pooling = pooling
-                    rows.append(row)
-    if baseline and reference is not None and reference.source is None:
+                candidate = (model, layer_set, pooling)
+                rows += _score_heads(scoring, candidate, (train.X[:, columns], train.y), val_xy, group_ids, n_jobs)
+    assert reference is not None  # models is not empty
+    if baseline and reference.source is None:
         X = _thumbnails(reference.paths, template.n_workers)
         val_xy = None
         if reference_val is not None:
             val_xy = (_thumbnails(reference_val.paths, template.n_workers), _remap(reference_val, reference))
         group_ids = _group_ids(reference.paths, groups) if groups else None
-        rows += _score_heads(
-            "-", BASELINE, X, reference.y, val_xy, heads, splitter, group_ids, class_weight, random_state
-        )
+        rows += _score_heads(scoring, ("-", BASELINE, "none"), (X, reference.y), val_xy, group_ids)
     rows.sort(key=lambda row: (-row.balanced_accuracy, -row.accuracy))
-    assert reference is not None
     result = SweepResult(rows, protocol, int(len(reference.y)), reference.class_names)
     if report_dir is not None:
-        import json
-
-        folder = Path(report_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "sweep.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
-        chart_rows = [
-            {
-                "features": (f"{r.model} {r.features} {r.pooling}" if r.model != "-" else r.features),
-                "head": r.head,
-                "accuracy": r.balanced_accuracy,
-            }
-            for r in result.best_per_combination()
-        ]
-        result.files = [
-            folder / "sweep.json",
-            plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({protocol})"),
-        ]
+        result.files = _write_sweep(result, Path(report_dir))
     return result
+
+
+def _write_sweep(result: SweepResult, folder: Path) -> list[Path]:
+    chart_rows = [
+        {
+            "features": (f"{r.model} {r.features} {r.pooling}" if r.model != "-" else r.features),
+            "head": r.head,
+            "accuracy": r.balanced_accuracy,
+        }
+        for r in result.best_per_combination()
+    ]
+    return [
+        write_json(result.as_dict(), folder / "sweep.json"),
+        plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({result.protocol})"),
+    ]
 
 
 def _remap(held_out: LabelledCodes, train: LabelledCodes) -> np.ndarray:
@@ -286,28 +344,35 @@ def _remap(held_out: LabelledCodes, train: LabelledCodes) -> np.ndarray:
 
 
 def _score_heads(
-    model: str,
-    features: str,
-    X: np.ndarray,
-    y: np.ndarray,
-    val: Any,
-    heads: Sequence[str],
-    splitter: Any,
+    scoring: _Scoring,
+    candidate: tuple[str, str, str],
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
     groups: np.ndarray | None,
-    class_weight: str | None,
-    random_state: int,
     n_jobs: int | None = None,
 ) -> list[SweepRow]:
+    """One row per head and hyperparameter value of ``candidate`` = (model, features, pooling)."""
+    model, features, pooling = candidate
     rows = []
-    for head in heads:
-        base = make_head(head, cv=None, class_weight=class_weight, random_state=random_state)
-        for params in _param_grid(head):
+    for head in scoring.heads:
+        base = make_head(head, cv=None, class_weight=scoring.class_weight, random_state=scoring.random_state)
+        for params in head_grid(head):
             start = time.monotonic()
             estimator = clone(base).set_params(**{f"clf__{k}": v for k, v in params.items()})
-            acc, bal, acc_std, bal_std = _score(estimator, (X, y), val, splitter, groups, n_jobs)
+            acc, bal, acc_std, bal_std = _score(estimator, train, val, scoring.splitter, groups, n_jobs)
             rows.append(
                 SweepRow(
-                    model, features, head, params, int(X.shape[1]), acc, bal, acc_std, bal_std, time.monotonic() - start
+                    model=model,
+                    features=features,
+                    head=head,
+                    params=params,
+                    n_features=int(train[0].shape[1]),
+                    accuracy=acc,
+                    balanced_accuracy=bal,
+                    pooling=pooling,
+                    accuracy_std=acc_std,
+                    balanced_accuracy_std=bal_std,
+                    seconds=time.monotonic() - start,
                 )
             )
     return rows

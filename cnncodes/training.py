@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils.class_weight import compute_class_weight
@@ -15,23 +16,22 @@ from .cache import is_codes_file, iter_codes_file, read_codes_file
 from .datasets import load_dataset
 from .distributed import dask_backend
 from .errors import InputError
-from .heads import fit_out_of_core, make_head
+from .heads import check_head, fit_out_of_core, make_head
+from .params import CODE_PARAMETERS
 from .persist import ModelBundle, save_model
 from .transformer import CNNCodes
 
-__all__ = [
-    "LabelledCodes",
-    "load_labelled_codes",
-    "TrainResult",
-    "train",
-]
-
-_CODE_PARAMETERS = ("model", "layer", "pooling", "grid", "relu", "views", "combine", "normalize", "dtype")
+__all__ = ["LabelledCodes", "load_labelled_codes", "TrainResult", "train"]
 
 
 @dataclass
 class LabelledCodes:
-    """Codes with labels, from images (extracted, cached) or from a codes file."""
+    """Codes with labels, from images (extracted, cached) or from a codes file.
+
+    Examples
+    --------
+    See :func:`load_labelled_codes`.
+    """
 
     X: np.ndarray
     y: np.ndarray
@@ -44,10 +44,11 @@ class LabelledCodes:
 
 
 def _codes_from_spec(spec: dict[str, Any], template: CNNCodes) -> CNNCodes:
+    """The CNNCodes that makes the codes a codes file holds: its feature set, the template's run options."""
     options = spec.get("options") or {}
-    params = {name: options[name] for name in _CODE_PARAMETERS if name in options}
-    if isinstance(params.get("layer"), list):
-        params["layer"] = params["layer"][0] if len(params["layer"]) == 1 else tuple(params["layer"])
+    params = {name: options[name] for name in CODE_PARAMETERS if name in options}
+    if isinstance(params.get("layer"), list):  # JSON has no tuples; layers are tuples inside cnncodes
+        params["layer"] = tuple(params["layer"])
     return CNNCodes(**{**template.get_params(), **params})
 
 
@@ -61,14 +62,32 @@ def load_labelled_codes(
     data : str, Path or sequence
         Images with labels, or an HDF5 codes file (its feature set wins over ``codes``).
     codes : CNNCodes or None, default=None
-        How images become codes; bad images are dropped and listed in ``failures``.
+        How images become codes (None: ``CNNCodes()``); bad images get no row and are
+        listed in ``failures``.
     read_codes : bool, default=True
         For a codes file, False reads only its labels and metadata (out-of-core training).
+
+    Returns
+    -------
+    LabelledCodes
+        ``X`` (n_samples, n_features) float32, ``y`` class indices into ``class_names``,
+        and ``codes``, a fitted CNNCodes that makes the same codes from images.
 
     Raises
     ------
     InputError
         If the data has no labels.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> images = sorted(Path("../shared/data/hymenoptera/val/bees").glob("*.jpg"))[:2]
+    >>> _ = (folder / "labels.csv").write_text("".join(f"{path.resolve()},bees\\n" for path in images))
+    >>> labelled = load_labelled_codes(folder / "labels.csv", CNNCodes(cache=False))
+    >>> labelled.X.shape, labelled.y.tolist(), labelled.class_names
+    ((2, 1280), [0, 0], ['bees'])
+    >>> shutil.rmtree(folder)
     """
     template = codes if codes is not None else CNNCodes()
     single = Path(data) if isinstance(data, (str, Path)) else None
@@ -92,9 +111,9 @@ def load_labelled_codes(
     if dataset.labels is None or dataset.class_names is None:
         message = f"{data}: no labels; give a folder with one subfolder per class, or a CSV of path,label rows"
         raise InputError(message)
-    transformer = CNNCodes(**{**template.get_params(), "on_error": "drop"}).fit()
-    result = transformer.extract(dataset)
-    transformer.set_params(on_error=template.on_error).fit()
+    # Labels come with the images, so a bad image is dropped with its label: skip it, list it in failures.
+    result = clone(template).set_params(on_error="skip").fit().extract(dataset)
+    transformer = clone(template).fit()
     return LabelledCodes(
         result.codes, result.labels, dataset.class_names, result.paths, transformer, result.spec, result.failures
     )
@@ -102,7 +121,12 @@ def load_labelled_codes(
 
 @dataclass
 class TrainResult:
-    """What ``train`` made."""
+    """What :func:`train` made: the model, where it was saved, and the cross-validation figures.
+
+    Examples
+    --------
+    See :func:`train`.
+    """
 
     bundle: ModelBundle
     path: Path | None
@@ -112,7 +136,7 @@ class TrainResult:
     best_params: dict[str, Any]
 
     def summary(self) -> str:
-        """One line for the command line."""
+        """One line for the command line: head, samples, classes, cross-validated accuracy, failures, file."""
         cv = f", cross-validated accuracy {self.cv_accuracy:.4f}" if self.cv_accuracy is not None else ""
         params = f" ({', '.join(f'{k}={v}' for k, v in self.best_params.items())})" if self.best_params else ""
         where = f" -> {self.path}" if self.path else ""
@@ -147,17 +171,22 @@ def train(
         A preset of :func:`cnncodes.make_head`. ``"sgd"`` on a codes file trains out
         of core: ``chunk_rows`` rows in memory at a time.
     codes : CNNCodes or None, default=None
-        Backbone, layer, views, pooling... (default: EfficientNet-Lite0 penultimate).
+        Backbone, layer, views, pooling, cache... (None: ``CNNCodes()``, the default
+        backbone's default tap).
     cv : int or None, default=5
         Stratified folds that choose the head's hyperparameter; None keeps the preset.
     class_weight : {"balanced"} or None, default=None
+        For imbalanced sets.
     scaling : str or None, default=None
         Override the head's scaling (see :func:`cnncodes.make_head`).
     output : str, Path or None, default=None
-        Save the model there (joblib bundle).
+        Save the model there (joblib bundle, written atomically).
     random_state : int, default=0
+        Seed of the head and of the folds.
     n_jobs : int or None, default=None
+        Parallel folds of the hyperparameter search.
     chunk_rows : int, default=4096
+        Rows per chunk of out-of-core training.
     client : dask.distributed.Client, str or None, default=None
         Run the hyperparameter search on a dask cluster (joblib's dask backend):
         a Client, a scheduler address or ``"local:N"``. Codes are extracted first.
@@ -167,14 +196,26 @@ def train(
     Returns
     -------
     TrainResult
+        The model (``bundle``), where it was saved, and the cross-validation figures.
+
+    Raises
+    ------
+    InputError
+        If the head is unknown or the data has no labels.
 
     Examples
     --------
-    >>> import tempfile
-    >>> result = train("../shared/data/hymenoptera/train", codes=CNNCodes(cache=tempfile.mkdtemp()))
-    >>> result.n_samples, result.bundle.class_names
-    (245, ['ants', 'bees'])
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> images = Path("../shared/data/hymenoptera/train")
+    >>> rows = [f"{p.resolve()},{name}\\n" for name in ("ants", "bees") for p in sorted((images / name).glob("*"))[:6]]
+    >>> _ = (folder / "labels.csv").write_text("".join(rows))
+    >>> result = train(folder / "labels.csv", codes=CNNCodes(cache=False), cv=2, output=folder / "model.joblib")
+    >>> result.n_samples, result.bundle.class_names, result.path.name
+    (12, ['ants', 'bees'], 'model.joblib')
+    >>> shutil.rmtree(folder)
     """
+    check_head(head)  # before the extraction, which may take long
     out_of_core = head == "sgd"
     labelled = load_labelled_codes(data, codes, read_codes=not out_of_core)
     out_of_core = out_of_core and labelled.source is not None
@@ -210,8 +251,8 @@ def train(
         class_names=labelled.class_names,
         spec=labelled.spec,
         backbone=labelled.codes.model,
-        backbone_sha256=labelled.spec["layers"][0]["model_sha256"],
-        head=head,  # the file the codes came from
+        backbone_sha256=labelled.spec["layers"][0]["model_sha256"],  # the file the codes came from
+        head=head,
         metrics={"cv_accuracy": cv_accuracy, "best_params": best_params, "n_samples": int(len(labelled.y))},
     )
     path = save_model(bundle, output) if output is not None else None

@@ -4,68 +4,77 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .engine import ExtractionOptions, ExtractionResult, Extractor
+from .params import CODE_PARAMETERS, ESTIMATOR_ON_ERROR, PARAMETERS, RUN_PARAMETERS, check_parameter, default
 
 __all__ = ["CNNCodes"]
-
-_ON_ERROR = ("raise", "drop")
 
 
 class CNNCodes(TransformerMixin, BaseEstimator):
     """Turn images into CNN codes of a frozen ImageNet backbone, as a scikit-learn transformer.
 
-    ``X`` is a sequence of images: paths, H x W x 3 uint8 arrays or PIL images (or
-    an N x H x W x 3 uint8 array). Codes are cached by image content and feature
-    set, so refitting, cross-validation and grid searches compute each image's
-    codes at most once per feature set.
+    ``X`` is a sequence of images: paths (a list, a 1-D Series, a one-column DataFrame
+    as ``ColumnTransformer`` hands it, an (n, 1) object array), bytes, H x W x 3 uint8
+    arrays or PIL images, or an N x H x W x 3 uint8 array. Codes are cached by image
+    content and feature set, so refitting, cross-validation and grid searches compute
+    each image's codes at most once per feature set.
 
     Parameters
     ----------
     model : str, default="efficientnet_lite0"
         Zoo backbone (``cnncodes models``) or path of an ``.onnx`` file.
-    layer : str or tuple of str, default="penultimate"
-        Tap, or taps whose codes are concatenated.
+    layer : str, sequence of str or None, default=None
+        Tap, or taps whose codes are concatenated; None: the backbone's default tap.
     pooling : {"avg", "max", "gem"}, default="avg"
+        Spatial pooling of feature maps.
     grid : int or None, default=None
-        Pool on a grid x grid layout.
+        Pool each cell of a grid x grid layout (code length x grid**2); None: global.
+    gem_p : float, default=3.0
+        Exponent of generalized-mean pooling (``pooling="gem"`` only).
     relu : bool or None, default=None
-        None: ReLU on pre-activation taps only.
+        ReLU before pooling; None: only on taps that are not already non-negative.
     views : {"none", "flip", "5crop", "10crop", "razavian16"}, default="none"
+        Test-time views of each image.
     combine : {"mean", "sum", "max", "none"}, default="mean"
+        How the views' codes combine; "none" concatenates them.
     normalize : {"none", "l2", "power"}, default="none"
+        Per-layer code normalization; "power" is the signed square root, then L2.
     dtype : {"float32", "float16"}, default="float32"
-        Storage precision in the cache.
+        Storage precision of the codes in the cache.
+    cache : bool, str or Path, default=True
+        True: ``$CNNCODES_CACHE`` or the user cache folder; a path: that folder;
+        False: no cache.
     batch_size : int or None, default=None
-        None: 8 on the CPU, 64 on a GPU.
+        Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+        Execution provider; "auto" tries TensorRT, CUDA, then the CPU.
     n_threads : int or None, default=None
-        onnxruntime intra-op threads (None: every core).
+        onnxruntime intra-op threads; None: every core.
     optimization : {"disable", "basic", "extended", "all"}, default="all"
         onnxruntime graph optimization level.
-    cache : bool or str, default=True
-        True: ``CNNCODES_CACHE`` or the user cache folder; a path: that folder;
-        False: no cache.
-    on_error : {"raise", "drop"}, default="raise"
-        "raise": a bad image raises, naming the file. "drop": bad images get no
+    n_workers : int or None, default=None
+        Decode threads; None: one per core.
+    on_error : {"skip", "raise"}, default="raise"
+        "raise": a bad image raises, naming the file. "skip": bad images get no
         row; their positions are in ``dropped_indices_`` after ``transform``, so
         keep ``y`` aligned with ``np.delete(y, codes.dropped_indices_)``.
-    n_workers : int or None, default=None
-        Decode threads.
 
     Attributes
     ----------
     backbone_ : BackboneSpec
         The resolved backbone (picklable, no session).
+    layers_ : tuple of str
+        The resolved taps (the backbone's default tap when ``layer`` is None).
     n_features_out_ : int
         Length of a code.
     dropped_indices_ : ndarray of int
-        Positions of the inputs of the last ``transform`` that failed (``on_error="drop"``).
+        Positions of the inputs of the last ``transform`` that failed (``on_error="skip"``).
 
     Examples
     --------
@@ -79,72 +88,49 @@ class CNNCodes(TransformerMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        model: str = "efficientnet_lite0",
-        layer: str | tuple[str, ...] = "penultimate",
-        pooling: str = "avg",
-        grid: int | None = None,
-        relu: bool | None = None,
-        views: str = "none",
-        combine: str = "mean",
-        normalize: str = "none",
-        dtype: str = "float32",
-        batch_size: int | None = None,
-        device: str = "auto",
-        n_threads: int | None = None,
-        optimization: str = "all",
-        cache: bool | str | Path = True,
-        on_error: str = "raise",
-        n_workers: int | None = None,
+        model: str = default("model"),
+        layer: str | Sequence[str] | None = default("layer"),
+        pooling: str = default("pooling"),
+        grid: int | None = default("grid"),
+        gem_p: float = default("gem_p"),
+        relu: bool | None = default("relu"),
+        views: str = default("views"),
+        combine: str = default("combine"),
+        normalize: str = default("normalize"),
+        dtype: str = default("dtype"),
+        cache: bool | str | Path = default("cache"),
+        batch_size: int | None = default("batch_size"),
+        device: str = default("device"),
+        n_threads: int | None = default("n_threads"),
+        optimization: str = default("optimization"),
+        n_workers: int | None = default("n_workers"),
+        on_error: str = ESTIMATOR_ON_ERROR,
     ) -> None:
         self.model = model
         self.layer = layer
         self.pooling = pooling
         self.grid = grid
+        self.gem_p = gem_p
         self.relu = relu
         self.views = views
         self.combine = combine
         self.normalize = normalize
         self.dtype = dtype
+        self.cache = cache
         self.batch_size = batch_size
         self.device = device
         self.n_threads = n_threads
         self.optimization = optimization
-        self.cache = cache
-        self.on_error = on_error
         self.n_workers = n_workers
-
-    def _options(self) -> ExtractionOptions:
-        layer = self.layer if isinstance(self.layer, str) else tuple(self.layer)
-        return ExtractionOptions(
-            model=self.model,
-            layer=layer,
-            pooling=self.pooling,
-            grid=self.grid,
-            relu=self.relu,
-            views=self.views,
-            combine=self.combine,
-            normalize=self.normalize,
-            dtype=self.dtype,
-        )
+        self.on_error = on_error
 
     def _make_extractor(self) -> Extractor:
-        if self.on_error not in _ON_ERROR:
-            message = (
-                f"The 'on_error' parameter of CNNCodes must be one of 'raise', 'drop'. Got {self.on_error!r} instead."
-            )
-            raise ValueError(message)
-        return Extractor(
-            self._options(),
-            cache=self.cache,
-            batch_size=self.batch_size,
-            device=self.device,
-            n_threads=self.n_threads,
-            optimization=self.optimization,
-            n_workers=self.n_workers,
-            on_error="raise" if self.on_error == "raise" else "skip",
-            progress=False,
-            owner=type(self).__name__,
-        )
+        owner = type(self).__name__
+        for name in PARAMETERS:  # scikit-learn's rule: parameters are validated in fit, not in __init__
+            check_parameter(name, getattr(self, name), owner=owner)
+        options = ExtractionOptions(**{name: getattr(self, name) for name in CODE_PARAMETERS})
+        run = {name: getattr(self, name) for name in RUN_PARAMETERS}
+        return Extractor(options, **run, progress=False, owner=owner)
 
     def fit(self, X: Any = None, y: Any = None) -> "CNNCodes":
         """Validate the parameters and resolve the backbone; the CNN is frozen, so no data is needed.
@@ -152,17 +138,28 @@ class CNNCodes(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : ignored
+            Accepted for the scikit-learn API.
         y : ignored
+            Accepted for the scikit-learn API.
 
         Returns
         -------
         self : CNNCodes
+            Fitted: ``backbone_``, ``layers_`` and ``n_features_out_`` are set.
+
+        Raises
+        ------
+        InputError
+            If a parameter is out of range (also a ``ValueError``).
+        UnknownBackboneError, UnknownLayerError
+            If the model or a layer does not exist.
         """
         extractor = self._make_extractor()
         self._extractor = extractor
         self.backbone_ = extractor.backbone
+        self.layers_ = tuple(extractor.layers)
         self.n_features_out_ = extractor.n_features
-        self._feature_names = extractor.feature_names()
+        self._feature_names = list(extractor.feature_names())
         return self
 
     def transform(self, X: Any) -> np.ndarray:
@@ -170,12 +167,13 @@ class CNNCodes(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : sequence of str, Path, ndarray or PIL images, or ndarray (n, h, w, 3) uint8
+        X : sequence of images, one-column DataFrame or ndarray
+            Paths, bytes, uint8 arrays or PIL images (see the class docstring).
 
         Returns
         -------
         ndarray of shape (n_samples, n_features_out_), float32
-            One row per image (per good image with ``on_error="drop"``).
+            One row per image (per good image with ``on_error="skip"``).
 
         Raises
         ------
@@ -186,11 +184,8 @@ class CNNCodes(TransformerMixin, BaseEstimator):
         self.dropped_indices_ = np.setdiff1d(np.arange(result.n_images), result.indices).astype(np.int64)
         if len(self.dropped_indices_):
             reasons = "; ".join(f"{path}: {reason}" for path, reason in result.failures[:3])
-            warnings.warn(
-                f"CNNCodes dropped {len(self.dropped_indices_)} of {result.n_images} images ({reasons})",
-                UserWarning,
-                stacklevel=2,
-            )
+            message = f"CNNCodes dropped {len(self.dropped_indices_)} of {result.n_images} images ({reasons})"
+            warnings.warn(message, UserWarning, stacklevel=2)
         return result.codes
 
     def extract(self, X: Any) -> ExtractionResult:
@@ -198,22 +193,26 @@ class CNNCodes(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : sequence of images, a folder, a CSV or a Dataset
-            As :func:`cnncodes.extract` accepts them.
+        X : images, a folder, a CSV or a Dataset
+            Every form :func:`cnncodes.extract` accepts.
 
         Returns
         -------
         ExtractionResult
+            The codes of the images that worked, and the failures apart.
         """
         check_is_fitted(self, "n_features_out_")
-        if getattr(self, "_extractor", None) is None:  # after unpickling
+        if getattr(self, "_extractor", None) is None:  # after unpickling: the session is rebuilt lazily
             self._extractor = self._make_extractor()
-        if isinstance(X, (str, Path)) and not Path(X).is_dir() and Path(X).suffix.lower() != ".csv":
-            X = [X]
         return self._extractor.run(X)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Names of the code dimensions: ``<model>_<layer>_<i>``.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Accepted for the scikit-learn API (the inputs are images, not columns).
 
         Returns
         -------
@@ -224,7 +223,7 @@ class CNNCodes(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
+        tags.input_tags.two_d_array = False  # X holds images, as a text vectorizer's X holds documents
         tags.input_tags.string = True
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.requires_fit = True
@@ -232,6 +231,14 @@ class CNNCodes(TransformerMixin, BaseEstimator):
         return tags
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())  # a copy: the default state is the instance's own __dict__
         state.pop("_extractor", None)  # holds an onnxruntime session: recreated lazily
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Model files of the first wave hold a CNNCodes without gem_p that called skipping "drop".
+        defaults = {name: default(name) for name in PARAMETERS}
+        state = {**defaults, "on_error": ESTIMATOR_ON_ERROR, **state}
+        if state["on_error"] == "drop":
+            state["on_error"] = "skip"
+        super().__setstate__(state)

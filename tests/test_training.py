@@ -1,4 +1,4 @@
-"""End-to-end tests of train / evaluate / predict / sweep and model files, on real images."""
+"""End-to-end tests of train and load_labelled_codes on real images, and the shared trained-model helpers."""
 
 from __future__ import annotations
 
@@ -6,75 +6,92 @@ import json
 import re
 from pathlib import Path
 
-import joblib
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 import cnncodes
 from cnncodes import CNNCodes
 from cnncodes.cli import cli
-from cnncodes.errors import InputError, ModelFileError, ModelMismatchError, ModelMismatchWarning
-from cnncodes.persist import MODEL_FORMAT
-from tests.conftest import HYMENOPTERA
+from cnncodes.errors import InputError
+from cnncodes.training import load_labelled_codes
+from tests.badfiles import make_bad_files
+from tests.conftest import HYMENOPTERA, write_image
+
+pytestmark = pytest.mark.usefixtures("default_backbone")
+
+
+# Helpers shared by the train, evaluate, predict, persist and sweep tests. They live in the session's base
+# temporary folder, so every module that asks gets the same files and the codes are computed once a session.
+def session_folder(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of this name, the same for every caller in the test session."""
+    folder = factory.getbasetemp() / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def session_cache(factory: pytest.TempPathFactory) -> Path:
+    """The codes cache shared by the end-to-end tests of training, evaluation, prediction and sweeps."""
+    return session_folder(factory, "shared-codes-cache")
+
+
+def session_tree(factory: pytest.TempPathFactory) -> Path:
+    """20 ants and 20 bees from the real training set, linked into a class-per-folder tree."""
+    root = session_folder(factory, "small-tree")
+    for name in ("ants", "bees"):
+        (root / name).mkdir(exist_ok=True)
+        for path in sorted((HYMENOPTERA / "train" / name).glob("*.jpg"))[:20]:
+            if not (root / name / path.name).exists():
+                (root / name / path.name).symlink_to(path)
+    return root
+
+
+def session_model(factory: pytest.TempPathFactory) -> Path:
+    """A logistic head trained with 3-fold CV on the small tree, saved once a session."""
+    path = session_folder(factory, "models") / "logistic.joblib"
+    if not path.exists():
+        codes = CNNCodes(cache=str(session_cache(factory)))
+        cnncodes.train(session_tree(factory), head="logistic", codes=codes, cv=3, output=path)
+    return path
 
 
 @pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("training-cache")
+    return session_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """20 ants and 20 bees from the real training set, linked into a class-per-folder tree."""
-    root = tmp_path_factory.mktemp("small")
-    for name in ("ants", "bees"):
-        (root / name).mkdir()
-        for path in sorted((HYMENOPTERA / "train" / name).glob("*.jpg"))[:20]:
-            (root / name / path.name).symlink_to(path)
-    return root
+    return session_tree(tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def trained(small_tree: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("model") / "model.joblib"
-    cnncodes.train(small_tree, head="logistic", codes=CNNCodes(cache=str(shared_cache)), cv=3, output=path)
-    return path
+def test_train_saves_a_model_that_loads(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
+    """Check that train fits the head by CV, saves a bundle that loads, and summarizes it in one line."""
+    output = tmp_path / "model.joblib"
+    result = cnncodes.train(small_tree, head="logistic", codes=CNNCodes(cache=str(shared_cache)), cv=3, output=output)
+    assert result.path == output and result.n_samples == 40 and result.failures == []
+    assert set(result.best_params) == {"C"} and result.best_params["C"] in (0.001, 0.01, 0.1, 1.0)
+    assert 0.5 < result.cv_accuracy <= 1.0
+    bundle = cnncodes.load_model(output)
+    assert bundle.class_names == ["ants", "bees"] and bundle.head == "logistic"
+    assert bundle.backbone == "efficientnet_lite0" and bundle.spec["layers"][0]["tap"] == "penultimate"
+    assert bundle.metrics == {"cv_accuracy": result.cv_accuracy, "best_params": result.best_params, "n_samples": 40}
+    assert [name for name, _ in bundle.pipeline.steps] == ["codes", "head"]
+    assert result.summary() == (
+        f"trained logistic on 40 images, 2 classes, cross-validated accuracy {result.cv_accuracy:.4f} "
+        f"(C={result.best_params['C']}), 0 failed -> {output}"
+    )
+    bees = sorted((HYMENOPTERA / "val" / "bees").glob("*.jpg"))[:4]
+    assert bundle.pipeline.predict([str(p) for p in bees]).tolist().count(1) >= 3
 
 
-def test_train_evaluate_on_real_split(trained: Path, shared_cache: Path, tmp_path: Path) -> None:
-    """Check that a model trained on 40 real images scores well on the real val split, with a full report."""
-    result = cnncodes.evaluate(trained, HYMENOPTERA / "val", cache=str(shared_cache), report_dir=tmp_path / "report")
-    report = result.report
-    assert report.n_samples == 153 and report.accuracy > 0.85
-    assert report.class_names == ["ants", "bees"] and np.sum(report.confusion_matrix) == 153
-    assert {row["name"] for row in report.per_class} == {"ants", "bees"}
-    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
-        "confusion_matrix.png",
-        "per_class_f1.png",
-        "report.json",
-    ]
-    assert json.loads((tmp_path / "report" / "report.json").read_text())["accuracy"] == report.accuracy
-
-
-def test_predict_top_k_probabilities(trained: Path, shared_cache: Path) -> None:
-    """Check that predict gives per-image top-k classes with probabilities summing to one."""
-    images = sorted((HYMENOPTERA / "val" / "bees").glob("*.jpg"))[:3]
-    result = cnncodes.predict(trained, images, top_k=5, cache=str(shared_cache))
-    assert result.score_kind == "probability" and [p.path for p in result.predictions] == [str(p) for p in images]
-    for prediction in result.predictions:
-        assert len(prediction.top) == 2 and abs(sum(score for _, score in prediction.top) - 1) < 1e-6
-    assert sum(p.top[0][0] == "bees" for p in result.predictions) >= 2
-
-
-def test_predict_decision_scores_for_svm(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
-    """Check that a head without probabilities reports decision scores and says so."""
-    path = tmp_path / "svm.joblib"
-    cnncodes.train(small_tree, head="linear-svm", codes=CNNCodes(cache=str(shared_cache)), cv=3, output=path)
-    result = cnncodes.predict(path, [sorted((HYMENOPTERA / "val" / "ants").glob("*.jpg"))[0]], cache=str(shared_cache))
-    assert result.score_kind == "decision score"
-    (name, score), (_, other) = result.predictions[0].top
-    assert score == -other
+def test_train_unknown_head_fails_before_extracting(tmp_path: Path) -> None:
+    """Check that an unknown head is refused before the data is read (the folder does not even exist)."""
+    expected = (
+        "The 'head' parameter must be one of 'extra-trees', 'hist-gb', 'linear-svm', 'logistic', "
+        "'random-forest', 'sgd'. Got 'svm' instead."
+    )
+    with pytest.raises(InputError, match=re.escape(expected)):
+        cnncodes.train(tmp_path / "missing", head="svm")
 
 
 def test_train_from_codes_file_and_out_of_core_sgd(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
@@ -86,84 +103,49 @@ def test_train_from_codes_file_and_out_of_core_sgd(small_tree: Path, shared_cach
     chunked = cnncodes.train(
         codes_file, head="sgd", chunk_rows=8, codes=CNNCodes(cache=str(shared_cache)), output=tmp_path / "sgd.joblib"
     )
-    assert chunked.cv_accuracy is None
+    assert chunked.cv_accuracy is None and chunked.best_params == {}
+    assert [name for name, _ in chunked.bundle.pipeline.named_steps["head"].steps] == ["scale", "clf"]
     report = cnncodes.evaluate(tmp_path / "sgd.joblib", codes_file, cache=str(shared_cache)).report
     assert report.accuracy > 0.9  # on its own training codes
 
 
-def test_evaluate_rejects_codes_of_another_feature_set(
-    trained: Path, small_tree: Path, shared_cache: Path, tmp_path: Path
-) -> None:
-    """Check that a codes file of another layer is refused in one line."""
+def test_load_labelled_codes_skips_bad_images(tmp_path: Path, shared_cache: Path) -> None:
+    """Check that a bad image gets no row and is listed, and the returned CNNCodes keeps the template's on_error."""
+    bad = make_bad_files(tmp_path / "bad")
+    tree = tmp_path / "tree"
+    write_image(tree / "a" / "one.jpg", seed=1)
+    (tree / "a" / "empty.jpg").write_bytes(bad["empty"].read_bytes())
+    write_image(tree / "b" / "two.jpg", seed=2)
+    labelled = load_labelled_codes(tree, CNNCodes(cache=str(shared_cache)))
+    assert labelled.failures == [(str(tree / "a" / "empty.jpg"), "empty file (0 bytes)")]
+    assert labelled.paths == [str(tree / "a" / "one.jpg"), str(tree / "b" / "two.jpg")]
+    assert labelled.X.shape == (2, 1280) and labelled.y.tolist() == [0, 1] and labelled.class_names == ["a", "b"]
+    assert labelled.codes.on_error == "raise" and labelled.codes.n_features_out_ == 1280 and labelled.source is None
+
+
+def test_load_labelled_codes_codes_file_feature_set_wins(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
+    """Check that a codes file's feature set replaces the template's, and its run options are kept."""
     codes_file = tmp_path / "stage4.h5"
     cnncodes.extract(small_tree, layer="stage4", cache=str(shared_cache), output=codes_file, progress=False)
-    expected = f"{codes_file}: its codes are of another feature set than the model's; evaluate on the images instead"
+    labelled = load_labelled_codes(codes_file, CNNCodes(cache=False, batch_size=4))
+    assert labelled.source == codes_file and labelled.X.shape == (40, 80)
+    assert labelled.codes.layer == ("stage4",) and labelled.codes.layers_ == ("stage4",)
+    assert labelled.codes.cache is False and labelled.codes.batch_size == 4
+    assert labelled.y.tolist() == [0] * 20 + [1] * 20
+
+
+def test_load_labelled_codes_refuses_unlabelled_data(tmp_path: Path) -> None:
+    """Check that a folder without class subfolders, and a codes file without labels, are refused in one line."""
+    flat = tmp_path / "flat"
+    write_image(flat / "one.jpg", seed=1)
+    expected = f"{flat}: no labels; give a folder with one subfolder per class, or a CSV of path,label rows"
     with pytest.raises(InputError, match=re.escape(expected)):
-        cnncodes.evaluate(trained, codes_file, cache=str(shared_cache))
-
-
-def test_load_model_refuses_other_backbone(trained: Path, tmp_path: Path) -> None:
-    """Check that a model whose backbone file differs from the training one is refused in one line."""
-    document = joblib.load(trained)
-    document["bundle"].backbone_sha256 = "0" * 64
-    tampered = tmp_path / "tampered.joblib"
-    joblib.dump(document, tampered)
-    with pytest.raises(
-        ModelMismatchError,
-        match=re.escape(f"{tampered}: backbone 'efficientnet_lite0' differs from the one this model was trained on"),
-    ):
-        cnncodes.load_model(tampered)
-
-
-def test_load_model_warns_on_other_versions_and_refuses_newer_format(trained: Path, tmp_path: Path) -> None:
-    """Check that other library versions warn, a newer format is refused, and a foreign file is named."""
-    document = joblib.load(trained)
-    document["bundle"].versions["scikit-learn"] = "0.1"
-    older = tmp_path / "older.joblib"
-    joblib.dump(document, older)
-    with pytest.warns(ModelMismatchWarning, match=re.escape(f"{older}: saved with scikit-learn 0.1")):
-        cnncodes.load_model(older)
-    document["format_version"] = 99
-    newer = tmp_path / "newer.joblib"
-    joblib.dump(document, newer)
-    with pytest.raises(
-        ModelFileError, match=re.escape(f"{newer}: model format version 99 is newer than this cnncodes supports (1)")
-    ):
-        cnncodes.load_model(newer)
-    foreign = tmp_path / "foreign.joblib"
-    joblib.dump({"format": "other"}, foreign)
-    with pytest.raises(ModelFileError, match=re.escape(f"{foreign}: not a cnncodes model file")):
-        cnncodes.load_model(foreign)
-    assert document["format"] == MODEL_FORMAT
-
-
-def test_sweep_ranks_layers_with_baseline(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
-    """Check that sweep scores every layer set and head with CV, ranks them, adds the raw-pixel baseline, and reports."""
-    result = cnncodes.sweep(
-        small_tree,
-        layers=["stage4", "penultimate", "stage4+penultimate"],
-        heads=["logistic", "linear-svm"],
-        codes=CNNCodes(cache=str(shared_cache)),
-        cv=3,
-        report_dir=tmp_path / "sweep",
-    )
-    combos = {(r.features, r.head) for r in result.best_per_combination()}
-    assert combos == {
-        (f, h)
-        for f in ("stage4", "penultimate", "stage4+penultimate", "raw pixels")
-        for h in ("logistic", "linear-svm")
-    }
-    scores = [r.balanced_accuracy for r in result.rows]
-    assert scores == sorted(scores, reverse=True)
-    assert next(r for r in result.rows if r.features == "stage4+penultimate").n_features == 80 + 1280
-    assert result.best.features != "raw pixels" and result.best.balanced_accuracy > 0.8
-    assert result.recommendation().startswith(f"Use efficientnet_lite0 {result.best.features}")
-    assert (
-        f"with {result.best.head} ({', '.join(f'{k}={v}' for k, v in result.best.params.items())})"
-        in result.recommendation()
-    )
-    assert "transfer helps" in result.recommendation()
-    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["sweep.json", "sweep.png"]
+        load_labelled_codes(flat, CNNCodes(cache=False))
+    codes_file = tmp_path / "unlabelled.h5"
+    cnncodes.extract(flat, cache=False, output=codes_file, progress=False)
+    expected = f"{codes_file}: the codes file has no labels; extract from a class-per-folder tree or a labelled CSV"
+    with pytest.raises(InputError, match=re.escape(expected)):
+        load_labelled_codes(codes_file, CNNCodes(cache=False))
 
 
 def test_cli_train_evaluate_predict(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:

@@ -1,0 +1,113 @@
+"""Tests of model files: atomic save, load round trip, format, version and backbone checks."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+import sklearn
+from sklearn.linear_model import LogisticRegression
+
+from cnncodes.errors import ModelFileError, ModelMismatchError, ModelMismatchWarning
+from cnncodes.fingerprint import sha256_file
+from cnncodes.persist import MODEL_FORMAT, MODEL_FORMAT_VERSION, ModelBundle, load_model, save_model
+from cnncodes.version import VERSION
+
+
+def _bundle(backbone: str = "efficientnet_lite0", sha256: str = "0" * 64) -> ModelBundle:
+    head = LogisticRegression().fit(np.array([[0.0], [1.0]]), [0, 1])
+    return ModelBundle(head, ["ants", "bees"], {"layers": []}, backbone, sha256, head="logistic")
+
+
+def test_save_model_round_trip_leaves_no_temporary(tmp_path: Path) -> None:
+    """Check that a saved bundle loads back equal, with the format header, and no temporary file is left."""
+    path = save_model(_bundle(), tmp_path / "sub" / "model.joblib")
+    assert path == tmp_path / "sub" / "model.joblib" and sorted(p.name for p in path.parent.iterdir()) == [
+        "model.joblib"
+    ]
+    document = joblib.load(path)
+    assert (document["format"], document["format_version"]) == (MODEL_FORMAT, MODEL_FORMAT_VERSION)
+    loaded = load_model(path, check_backbone=False)
+    assert loaded.class_names == ["ants", "bees"] and loaded.head == "logistic" and loaded.spec == {"layers": []}
+    assert loaded.versions["cnncodes"] == VERSION and loaded.versions["scikit-learn"] == sklearn.__version__
+    np.testing.assert_array_equal(loaded.pipeline.predict([[0.0], [1.0]]), [0, 1])
+
+
+def test_save_model_failure_keeps_the_old_file(tmp_path: Path) -> None:
+    """Check that a save that fails midway leaves the previous model file intact and no temporary behind."""
+    path = save_model(_bundle(), tmp_path / "model.joblib")
+    before = path.read_bytes()
+    unpicklable = _bundle()
+    unpicklable.metrics["callback"] = lambda: None  # pickle refuses lambdas
+    with pytest.raises(pickle.PicklingError, match="Can't pickle <function test_save_model_failure_keeps_the_old_file"):
+        save_model(unpicklable, path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.joblib"]
+
+
+def test_load_model_refuses_missing_foreign_and_newer_files(tmp_path: Path) -> None:
+    """Check the one-line refusals: no file, not a model, damaged, a newer format version."""
+    with pytest.raises(ModelFileError, match=re.escape(f"{tmp_path / 'none.joblib'}: no such model file")):
+        load_model(tmp_path / "none.joblib")
+    foreign = tmp_path / "foreign.joblib"
+    joblib.dump({"format": "other"}, foreign)
+    with pytest.raises(ModelFileError, match=re.escape(f"{foreign}: not a cnncodes model file")):
+        load_model(foreign)
+    damaged = tmp_path / "damaged.joblib"
+    damaged.write_bytes(b"not a pickle at all")
+    with pytest.raises(ModelFileError, match=re.escape(f"{damaged}: not a cnncodes model file (")):
+        load_model(damaged)
+    newer = tmp_path / "newer.joblib"
+    joblib.dump({"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION + 1, "bundle": _bundle()}, newer)
+    expected = (
+        f"{newer}: model format version {MODEL_FORMAT_VERSION + 1} is newer than this cnncodes supports "
+        f"({MODEL_FORMAT_VERSION}); upgrade cnncodes"
+    )
+    with pytest.raises(ModelFileError, match=re.escape(expected)):
+        load_model(newer)
+
+
+def test_load_model_truncated_file_is_a_model_file_error(tmp_path: Path) -> None:
+    """Check that a model file cut at any byte is refused as a ModelFileError naming it, never another error."""
+    whole = save_model(_bundle(), tmp_path / "model.joblib").read_bytes()
+    cut = tmp_path / "cut.joblib"
+    for size in range(len(whole)):
+        cut.write_bytes(whole[:size])
+        with pytest.raises(ModelFileError, match=re.escape(f"{cut}: not a cnncodes model file")):
+            load_model(cut, check_backbone=False)
+
+
+def test_load_model_warns_on_other_library_versions(tmp_path: Path) -> None:
+    """Check that a model saved with another scikit-learn warns, naming both versions."""
+    bundle = _bundle()
+    bundle.versions["scikit-learn"] = "0.1"
+    path = save_model(bundle, tmp_path / "older.joblib")
+    expected = f"{path}: saved with scikit-learn 0.1, loaded with {sklearn.__version__}; predictions may differ"
+    with pytest.warns(ModelMismatchWarning, match=re.escape(expected)) as caught:
+        load_model(path, check_backbone=False)
+    assert len(caught) == 1
+
+
+@pytest.mark.usefixtures("default_backbone")
+def test_load_model_checks_the_backbone_file(tmp_path: Path, default_backbone: Path) -> None:
+    """Check that the backbone file must be the training one: the right hash loads, another is refused."""
+    good = save_model(_bundle(sha256=sha256_file(default_backbone)), tmp_path / "good.joblib")
+    assert load_model(good).backbone == "efficientnet_lite0"
+    tampered = save_model(_bundle(sha256="0" * 64), tmp_path / "tampered.joblib")
+    expected = (
+        f"{tampered}: backbone 'efficientnet_lite0' differs from the one this model was trained on "
+        f"({default_backbone} has sha256 {sha256_file(default_backbone)[:12]}, expected 000000000000); "
+        "retrain or restore that file"
+    )
+    with pytest.raises(ModelMismatchError, match=re.escape(expected)):
+        load_model(tampered)
+
+
+def test_load_model_names_a_missing_backbone(tmp_path: Path) -> None:
+    """Check that a model whose backbone is not available here is refused, naming it."""
+    path = save_model(_bundle(backbone=str(tmp_path / "gone.onnx")), tmp_path / "model.joblib")
+    with pytest.raises(ModelMismatchError, match=re.escape(f"{path}: its backbone '{tmp_path / 'gone.onnx'}' is not")):
+        load_model(path)
