@@ -5,18 +5,19 @@ Cache layout (schema version 1)::
     <root>/<fingerprint[:20]>/spec.json        the feature-set spec, human-readable
     <root>/<fingerprint[:20]>/shards/*.h5      immutable shards: /keys (N,) S64, /codes (N, D)
 
-A writer fills ``.tmp-*.h5`` and renames it into place when complete, so readers never
-see half a file, a crash loses only the shard in flight, and any number of processes
-can write into one feature set. Duplicate keys across shards are harmless.
+A writer fills a ``.tmp-*`` file and renames it into place when complete
+(:func:`cnncodes.fileio.atomic_path`), so readers never see half a file, a crash loses only
+the shard in flight, and any number of processes can write into one feature set. Duplicate
+keys across shards are harmless.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 import warnings
@@ -27,16 +28,14 @@ from typing import Any, Iterator, Sequence
 import h5py
 import numpy as np
 
-from .errors import CacheFormatError
 from .contentkeys import FileKeyMemo
+from .errors import CacheFormatError
+from .fileio import TEMP_PREFIX, atomic_path, write_text_atomic
 from .fingerprint import canonical_json, spec_fingerprint
+from .messages import newer_format_message
 from .paths import default_cache_dir
 
 __all__ = [
-    "SHARD_FORMAT",
-    "CODES_FORMAT",
-    "FORMAT_VERSION",
-    "default_cache_dir",
     "CodeCache",
     "FeatureSet",
     "FeatureSetInfo",
@@ -56,39 +55,47 @@ SHARD_FORMAT = "cnncodes-shard"
 CODES_FORMAT = "cnncodes-codes"
 FORMAT_VERSION = 1
 _FOLDER_DIGITS = 20
-_TEMP_PREFIX = ".tmp-"
+_FORMAT_NAMES = {SHARD_FORMAT: "cache", CODES_FORMAT: "codes file"}  # what version messages call each format
 _shard_numbers = itertools.count()  # orders one process's shards within a second
 
 
-def _check_version(handle: h5py.File, expected_format: str, path: Path) -> None:
-    found_format = handle.attrs.get("format")
-    if isinstance(found_format, bytes):
-        found_format = found_format.decode()
-    if found_format != expected_format:
-        message = f"{path}: not a {expected_format} file (format attribute {found_format!r})"
-        raise CacheFormatError(message)
-    version = int(handle.attrs.get("format_version", 0))
-    if version > FORMAT_VERSION:
-        message = f"{path}: format version {version} is newer than this cnncodes supports ({FORMAT_VERSION}); upgrade cnncodes"
-        raise CacheFormatError(message)
+@contextlib.contextmanager
+def _reading(path: Path, expected_format: str) -> Iterator[h5py.File]:
+    """Open an HDF5 file of ours for reading, refusing another format or a newer version."""
+    with h5py.File(path, "r") as handle:
+        found_format = handle.attrs.get("format")
+        if isinstance(found_format, bytes):
+            found_format = found_format.decode()
+        if found_format != expected_format:
+            message = f"{path}: not a {expected_format} file (format attribute {found_format!r})"
+            raise CacheFormatError(message)
+        version = int(handle.attrs.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise CacheFormatError(newer_format_message(path, _FORMAT_NAMES[expected_format], version, FORMAT_VERSION))
+        yield handle
 
 
-def _atomic_h5(final_path: Path) -> tuple[Path, h5py.File]:
-    """Open a private temporary HDF5 file beside ``final_path``."""
-    final_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = final_path.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}.h5"
-    return temporary, h5py.File(temporary, "w")
-
-
-def _commit(temporary: Path, final_path: Path) -> None:
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, final_path)
+@contextlib.contextmanager
+def _writing(path: Path, file_format: str) -> Iterator[h5py.File]:
+    """An HDF5 file that appears at ``path`` only once complete and on disk (fsync, then rename)."""
+    with atomic_path(path, suffix=".h5") as temporary:
+        with h5py.File(temporary, "w") as handle:
+            handle.attrs["format"] = file_format
+            handle.attrs["format_version"] = FORMAT_VERSION
+            yield handle
+        with open(temporary, "rb") as synced:
+            os.fsync(synced.fileno())
 
 
 @dataclass
 class ShardDamage:
-    """A shard that ``verify`` could not read."""
+    """A shard that :func:`verify_cache` could not read, and why.
+
+    Examples
+    --------
+    >>> ShardDamage(Path("shards/a.h5"), "codes hold NaN or infinity").reason
+    'codes hold NaN or infinity'
+    """
 
     path: Path
     reason: str
@@ -96,21 +103,48 @@ class ShardDamage:
 
 @dataclass
 class FeatureSetInfo:
-    """Summary of one feature set for ``cnncodes cache ls / info``."""
+    """Summary of one feature set, as ``cnncodes cache ls`` and ``cnncodes cache info`` show it.
+
+    Examples
+    --------
+    >>> info = FeatureSetInfo("3fa2", Path("cache/3fa2"), {"tap": "stage4"}, 6, 1, 4096, 80)
+    >>> info.n_codes, info.n_features
+    (6, 80)
+    """
 
     fingerprint: str
     path: Path
     spec: dict[str, Any]
     n_codes: int  # unique keys
     n_shards: int
-    n_bytes: int
-    n_features: int | None
+    n_bytes: int  # on disk, all shards
+    n_features: int | None  # None while no shard exists
 
 
 class FeatureSet:
     """Codes of one feature set: lookup by key, append in immutable shards.
 
     Use :meth:`CodeCache.feature_set` to get one.
+
+    Parameters
+    ----------
+    root : Path
+        The cache folder.
+    spec : dict
+        The feature-set spec (see :class:`cnncodes.featurespec.FeatureSetSpec`); its
+        fingerprint names the folder.
+    shard_size : int, default=512
+        Rows per shard: what a crash can lose at most.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> fs = CodeCache(root).feature_set({"tap": "demo", "dtype": "float32"})
+    >>> fs.add(["k1", "k2"], np.ones((2, 3), np.float32))
+    >>> fs.contains(["k2", "k3"]).tolist(), fs.get(["k2"]).shape
+    ([True, False], (1, 3))
+    >>> shutil.rmtree(root)
     """
 
     def __init__(self, root: Path, spec: dict[str, Any], shard_size: int = 512) -> None:
@@ -128,7 +162,7 @@ class FeatureSet:
     def _shard_paths(self) -> list[Path]:
         if not self.shards_dir.is_dir():
             return []
-        return sorted(p for p in self.shards_dir.glob("*.h5") if not p.name.startswith(_TEMP_PREFIX))
+        return sorted(p for p in self.shards_dir.glob("*.h5") if not p.name.startswith(TEMP_PREFIX))
 
     def refresh(self) -> None:
         """Index shards that appeared since the last look (other processes may write)."""
@@ -141,8 +175,7 @@ class FeatureSet:
             if shard in self._scanned:
                 continue
             try:
-                with h5py.File(shard, "r") as handle:
-                    _check_version(handle, SHARD_FORMAT, shard)
+                with _reading(shard, SHARD_FORMAT) as handle:
                     keys = handle["keys"][:]
             except (OSError, KeyError, CacheFormatError) as error:
                 warnings.warn(f"{shard}: skipped unreadable shard ({error}); run 'cnncodes cache verify'", stacklevel=2)
@@ -203,16 +236,8 @@ class FeatureSet:
         spec_path = self.path / "spec.json"
         if spec_path.exists():
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(
-            {"fingerprint": self.fingerprint, "format_version": FORMAT_VERSION, "spec": self.spec},
-            indent=2,
-            sort_keys=True,
-        )
-        handle, temporary = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=self.path)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text + "\n")
-        os.replace(temporary, spec_path)
+        document = {"fingerprint": self.fingerprint, "format_version": FORMAT_VERSION, "spec": self.spec}
+        write_text_atomic(spec_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
 
     def add(self, keys: Sequence[str], codes: np.ndarray) -> None:
         """Queue codes; a shard is written each time ``shard_size`` rows are pending."""
@@ -243,17 +268,10 @@ class FeatureSet:
         dtype = np.float16 if self.spec.get("dtype") == "float16" else np.float32
         stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_shard_numbers):06d}"
         final = self.shards_dir / f"{stamp}-{uuid.uuid4().hex[:8]}.h5"
-        temporary, handle = _atomic_h5(final)
-        try:
-            with handle:
-                handle.attrs["format"] = SHARD_FORMAT
-                handle.attrs["format_version"] = FORMAT_VERSION
-                handle.attrs["fingerprint"] = self.fingerprint
-                handle.create_dataset("keys", data=keys)
-                handle.create_dataset("codes", data=codes.astype(dtype))
-            _commit(temporary, final)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with _writing(final, SHARD_FORMAT) as handle:
+            handle.attrs["fingerprint"] = self.fingerprint
+            handle.create_dataset("keys", data=keys)
+            handle.create_dataset("codes", data=codes.astype(dtype))
         return final
 
     def compact(self) -> tuple[int, int]:
@@ -284,8 +302,7 @@ class FeatureSet:
         damage = []
         for shard in self._shard_paths():
             try:
-                with h5py.File(shard, "r") as handle:
-                    _check_version(handle, SHARD_FORMAT, shard)
+                with _reading(shard, SHARD_FORMAT) as handle:
                     keys, codes = handle["keys"][:], handle["codes"][:]
                     if len(keys) != len(codes):
                         damage.append(ShardDamage(shard, f"{len(keys)} keys but {len(codes)} codes"))
@@ -314,10 +331,21 @@ class CodeCache:
 
     Parameters
     ----------
-    root : Path or None, default=None
-        The folder; None means :func:`default_cache_dir`.
+    root : Path, str or None, default=None
+        The folder; None means :func:`cnncodes.default_cache_dir`.
     shard_size : int, default=512
         Rows per shard: what a crash can lose at most.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> cache = CodeCache(root)
+    >>> cache.feature_set({"tap": "demo"}).add(["k"], np.zeros((1, 2), np.float32))
+    >>> cache.flush()
+    >>> [fs.spec["tap"] for fs in CodeCache(root)]
+    ['demo']
+    >>> shutil.rmtree(root)
     """
 
     def __init__(self, root: Path | str | None = None, shard_size: int = 512) -> None:
@@ -346,9 +374,9 @@ class CodeCache:
                 document = json.loads(spec_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if int(document.get("format_version", 0)) > FORMAT_VERSION:
-                message = f"{spec_path}: cache format version {document['format_version']} is newer than this cnncodes supports ({FORMAT_VERSION}); upgrade cnncodes"
-                raise CacheFormatError(message)
+            version = int(document.get("format_version", 0))
+            if version > FORMAT_VERSION:
+                raise CacheFormatError(newer_format_message(spec_path, "cache", version, FORMAT_VERSION))
             yield self.feature_set(document["spec"])
 
     def find(self, prefix: str) -> list[FeatureSet]:
@@ -364,40 +392,65 @@ class CodeCache:
 # -- codes files (the output of `cnncodes extract -o`) -------------------------------
 @dataclass
 class CodesFile:
-    """The content of a codes file."""
+    """The content of a codes file: codes aligned with paths and keys, labels, failures and the spec.
+
+    Examples
+    --------
+    >>> content = CodesFile(np.zeros((2, 3), np.float32), ["a.jpg", "b.jpg"], ["k1", "k2"])
+    >>> content.codes.shape, content.labels, content.failures
+    ((2, 3), None, [])
+    """
 
     codes: np.ndarray  # (n, d) float32
-    paths: list[str]
-    keys: list[str]
-    labels: np.ndarray | None = None  # (n,) int
+    paths: list[str]  # one per row, as given
+    keys: list[str]  # content sha256 per row
+    labels: np.ndarray | None = None  # (n,) int, indices into class_names
     class_names: list[str] | None = None
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    spec: dict[str, Any] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of images without codes
+    spec: dict[str, Any] = field(default_factory=dict)  # the feature-set spec of the codes
 
 
 def write_codes_file(path: Path | str, content: CodesFile) -> Path:
-    """Write a self-contained codes file atomically (schema in the README)."""
+    """Write a self-contained codes file atomically (schema in the README).
+
+    Parameters
+    ----------
+    path : Path or str
+        Where to write; an existing file is replaced only once the new one is complete.
+    content : CodesFile
+        What to write.
+
+    Returns
+    -------
+    Path
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> content = CodesFile(np.ones((1, 2), np.float32), ["a.jpg"], ["k1"], failures=[("b.jpg", "empty file")])
+    >>> read_codes_file(write_codes_file(folder / "codes.h5", content)).failures
+    [('b.jpg', 'empty file')]
+    >>> shutil.rmtree(folder)
+    """
     path = Path(path)
-    temporary, handle = _atomic_h5(path)
     strings = h5py.string_dtype("utf-8")
-    try:
-        with handle:
-            handle.attrs["format"] = CODES_FORMAT
-            handle.attrs["format_version"] = FORMAT_VERSION
-            handle.attrs["spec"] = json.dumps(content.spec, sort_keys=True)
-            handle.create_dataset("codes", data=np.asarray(content.codes, np.float32))
-            handle.create_dataset("paths", data=np.array(content.paths, dtype=object), dtype=strings)
-            handle.create_dataset("keys", data=np.array(content.keys, dtype="S64"))
-            if content.labels is not None:
-                handle.create_dataset("labels", data=np.asarray(content.labels, np.int64))
-            if content.class_names is not None:
-                handle.create_dataset("class_names", data=np.array(content.class_names, dtype=object), dtype=strings)
-            failures = np.array([list(f) for f in content.failures] or np.empty((0, 2)), dtype=object)
-            handle.create_dataset("failures", data=failures.reshape(-1, 2), dtype=strings)
-        _commit(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with _writing(path, CODES_FORMAT) as handle:
+        handle.attrs["spec"] = json.dumps(content.spec, sort_keys=True)
+        handle.create_dataset("codes", data=np.asarray(content.codes, np.float32))
+        handle.create_dataset("paths", data=np.array(content.paths, dtype=object), dtype=strings)
+        handle.create_dataset("keys", data=np.array(content.keys, dtype="S64"))
+        if content.labels is not None:
+            handle.create_dataset("labels", data=np.asarray(content.labels, np.int64))
+        if content.class_names is not None:
+            handle.create_dataset("class_names", data=np.array(content.class_names, dtype=object), dtype=strings)
+        failures = np.array([list(f) for f in content.failures] or np.empty((0, 2)), dtype=object)
+        handle.create_dataset("failures", data=failures.reshape(-1, 2), dtype=strings)
     return path
+
+
+def _strings(dataset: h5py.Dataset) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in dataset[:]]
 
 
 def read_codes_file(path: Path | str, *, with_codes: bool = True) -> CodesFile:
@@ -406,32 +459,44 @@ def read_codes_file(path: Path | str, *, with_codes: bool = True) -> CodesFile:
     Parameters
     ----------
     path : str or Path
+        The codes file.
     with_codes : bool, default=True
         False reads only the metadata (paths, keys, labels, class names, spec);
         ``codes`` is then an (n, 0) array. :func:`iter_codes_file` reads codes in chunks.
+
+    Returns
+    -------
+    CodesFile
 
     Raises
     ------
     CacheFormatError
         If the file is not a codes file, or of a newer format version.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> path = write_codes_file(folder / "codes.h5", CodesFile(np.ones((2, 4), np.float32), ["a", "b"], ["1", "2"]))
+    >>> read_codes_file(path).codes.shape, read_codes_file(path, with_codes=False).codes.shape
+    ((2, 4), (2, 0))
+    >>> shutil.rmtree(folder)
     """
     path = Path(path)
     try:
-        with h5py.File(path, "r") as handle:
-            _check_version(handle, CODES_FORMAT, path)
-            decode = lambda name: [
-                s.decode() if isinstance(s, bytes) else str(s) for s in handle[name][:]
-            ]  # noqa: E731
+        with _reading(path, CODES_FORMAT) as handle:
             codes = handle["codes"]
             return CodesFile(
                 codes=codes[:] if with_codes else np.empty((codes.shape[0], 0), np.float32),
-                paths=decode("paths"),
-                keys=decode("keys"),
+                paths=_strings(handle["paths"]),
+                keys=_strings(handle["keys"]),
                 labels=handle["labels"][:] if "labels" in handle else None,
-                class_names=decode("class_names") if "class_names" in handle else None,
+                class_names=_strings(handle["class_names"]) if "class_names" in handle else None,
                 failures=[(a.decode(), b.decode()) for a, b in handle["failures"][:]] if "failures" in handle else [],
                 spec=json.loads(handle.attrs.get("spec", "{}")),
             )
+    except CacheFormatError:
+        raise  # already one line naming the file
     except OSError as error:
         message = f"{path}: cannot read codes file ({error})"
         raise CacheFormatError(message) from error
@@ -443,22 +508,113 @@ def _select(root: Path | str | None, prefix: str) -> list[FeatureSet]:
 
 
 def cache_info(root: Path | str | None = None, prefix: str = "") -> list[FeatureSetInfo]:
-    """Summaries of the feature sets whose fingerprint starts with ``prefix``."""
+    """Summaries of the feature sets whose fingerprint starts with ``prefix``.
+
+    Parameters
+    ----------
+    root : Path, str or None, default=None
+        The cache folder; None: :func:`cnncodes.default_cache_dir`.
+    prefix : str, default=""
+        Start of the fingerprints to select; "" selects all.
+
+    Returns
+    -------
+    list of FeatureSetInfo
+
+    Raises
+    ------
+    CacheFormatError
+        If a feature set was written by a newer cnncodes.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> CodeCache(root, shard_size=1).feature_set({"tap": "demo"}).add(["k"], np.zeros((1, 5), np.float32))
+    >>> [(info.spec["tap"], info.n_codes, info.n_features) for info in cache_info(root)]
+    [('demo', 1, 5)]
+    >>> shutil.rmtree(root)
+    """
     return [fs.info() for fs in _select(root, prefix)]
 
 
 def verify_cache(root: Path | str | None = None, prefix: str = "") -> dict[str, list[ShardDamage]]:
-    """Read every shard of the selected feature sets; damaged shards by fingerprint."""
+    """Read every shard of the selected feature sets completely.
+
+    Parameters
+    ----------
+    root : Path, str or None, default=None
+        The cache folder; None: :func:`cnncodes.default_cache_dir`.
+    prefix : str, default=""
+        Start of the fingerprints to select; "" selects all.
+
+    Returns
+    -------
+    dict of str to list of ShardDamage
+        The damaged shards (none: an empty list) by fingerprint.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     verify_cache(root)
+    {}
+    """
     return {fs.fingerprint: fs.verify() for fs in _select(root, prefix)}
 
 
 def compact_cache(root: Path | str | None = None, prefix: str = "") -> dict[str, tuple[int, int]]:
-    """Merge each selected feature set into one shard; (shards before, codes) by fingerprint."""
+    """Merge each selected feature set into one shard (duplicate keys dropped), atomically.
+
+    Parameters
+    ----------
+    root : Path, str or None, default=None
+        The cache folder; None: :func:`cnncodes.default_cache_dir`.
+    prefix : str, default=""
+        Start of the fingerprints to select; "" selects all.
+
+    Returns
+    -------
+    dict of str to (int, int)
+        (shards before, codes) by fingerprint.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> fs = CodeCache(root, shard_size=1).feature_set({"tap": "demo"})
+    >>> fs.add(["a", "b", "a"], np.zeros((3, 2), np.float32))
+    >>> list(compact_cache(root).values())
+    [(3, 2)]
+    >>> shutil.rmtree(root)
+    """
     return {fs.fingerprint: fs.compact() for fs in _select(root, prefix)}
 
 
 def remove_cache(root: Path | str | None = None, prefix: str = "") -> list[FeatureSetInfo]:
-    """Delete the selected feature sets; return what was removed."""
+    """Delete the selected feature sets.
+
+    Parameters
+    ----------
+    root : Path, str or None, default=None
+        The cache folder; None: :func:`cnncodes.default_cache_dir`.
+    prefix : str, default=""
+        Start of the fingerprints to select; "" selects all.
+
+    Returns
+    -------
+    list of FeatureSetInfo
+        What was removed.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> CodeCache(root, shard_size=1).feature_set({"tap": "demo"}).add(["k"], np.zeros((1, 2), np.float32))
+    >>> [info.spec["tap"] for info in remove_cache(root)], list(CodeCache(root))
+    (['demo'], [])
+    >>> shutil.rmtree(root)
+    """
     cache = CodeCache(root)
     removed = []
     for fs in cache.find(prefix):
@@ -468,10 +624,35 @@ def remove_cache(root: Path | str | None = None, prefix: str = "") -> list[Featu
 
 
 def iter_codes_file(path: Path | str, chunk_rows: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Read a codes file in chunks of rows: (codes, labels or None), memory bounded by ``chunk_rows``."""
-    path = Path(path)
-    with h5py.File(path, "r") as handle:
-        _check_version(handle, CODES_FORMAT, path)
+    """Read a codes file in chunks of rows, memory bounded by ``chunk_rows``.
+
+    Parameters
+    ----------
+    path : Path or str
+        The codes file.
+    chunk_rows : int, default=4096
+        Rows per chunk.
+
+    Yields
+    ------
+    codes : ndarray of shape (<= chunk_rows, d), float32
+    labels : ndarray of shape (<= chunk_rows,) or None
+
+    Raises
+    ------
+    CacheFormatError
+        If the file is not a codes file, or of a newer format version.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> path = write_codes_file(folder / "c.h5", CodesFile(np.zeros((5, 2), np.float32), list("abcde"), list("12345")))
+    >>> [codes.shape for codes, labels in iter_codes_file(path, chunk_rows=2)]
+    [(2, 2), (2, 2), (1, 2)]
+    >>> shutil.rmtree(folder)
+    """
+    with _reading(Path(path), CODES_FORMAT) as handle:
         codes, labels = handle["codes"], handle["labels"] if "labels" in handle else None
         for start in range(0, codes.shape[0], chunk_rows):
             stop = min(start + chunk_rows, codes.shape[0])
@@ -479,7 +660,22 @@ def iter_codes_file(path: Path | str, chunk_rows: int = 4096) -> Iterator[tuple[
 
 
 def is_codes_file(path: Path | str) -> bool:
-    """True if ``path`` is an HDF5 file in the codes-file format."""
+    """Whether ``path`` is an HDF5 file in the codes-file format.
+
+    Parameters
+    ----------
+    path : Path or str
+        Any file.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> is_codes_file(__file__)
+    False
+    """
     try:
         with h5py.File(path, "r") as handle:
             return handle.attrs.get("format") in (CODES_FORMAT, CODES_FORMAT.encode())

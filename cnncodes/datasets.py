@@ -11,14 +11,30 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["IMAGE_SUFFIXES", "Dataset", "load_dataset"]
+__all__ = ["Dataset", "load_dataset"]
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 
 
 @dataclass
 class Dataset:
-    """Image paths with optional integer labels and class names."""
+    """Image paths with optional integer labels and class names.
+
+    Parameters
+    ----------
+    paths : list of Path
+        The image files, in order.
+    labels : ndarray of shape (n,), int64, or None, default=None
+        Index of each image's class in ``class_names``.
+    class_names : list of str or None, default=None
+        The class names, sorted.
+
+    Examples
+    --------
+    >>> dataset = Dataset([Path("a.jpg"), Path("b.jpg")], np.array([0, 1]), ["ants", "bees"])
+    >>> len(dataset), dataset.class_names[dataset.labels[1]]
+    (2, 'bees')
+    """
 
     paths: list[Path]
     labels: np.ndarray | None = None  # (n,) int64, indices into class_names
@@ -32,7 +48,7 @@ def _images_below(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES
+        if p.suffix.lower() in _IMAGE_SUFFIXES
         and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
@@ -92,6 +108,21 @@ def load_dataset(source: str | Path | Sequence[str | Path]) -> Dataset:
     ------
     InputError
         If a path does not exist, or a CSV file is malformed.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("ants/a.jpg", "bees/b.png", "bees/notes.txt"):
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     _ = (root / name).write_bytes(b"")
+    >>> dataset = load_dataset(root)
+    >>> [p.name for p in dataset.paths], dataset.labels.tolist(), dataset.class_names
+    (['a.jpg', 'b.png'], [0, 1], ['ants', 'bees'])
+    >>> _ = (root / "list.csv").write_text("bees/b.png,bee")
+    >>> load_dataset(root / "list.csv").class_names
+    ['bee']
+    >>> shutil.rmtree(root)
     """
     sources = [source] if isinstance(source, (str, Path)) else list(source)
     if len(sources) == 1:
@@ -104,7 +135,7 @@ def load_dataset(source: str | Path | Sequence[str | Path]) -> Dataset:
     for item in map(Path, sources):
         if item.is_dir():
             paths += _images_below(item)
-        elif item.exists() or item.suffix.lower() in IMAGE_SUFFIXES:
+        elif item.exists() or item.suffix.lower() in _IMAGE_SUFFIXES:
             paths.append(item)  # a missing image file becomes a per-image failure
         else:
             message = f"{item}: no such file or folder"

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .cache import CodeCache
-from .errors import CnnCodesError, ImageDecodeError, InputError
-from .engine import ExtractionOptions, ExtractionPlan, Extractor
+from .engine import ExtractionOptions, ExtractionPlan, Extractor, RunSettings
+from .errors import CnnCodesError, InputError
+from .extras import import_extra
 
 if TYPE_CHECKING:
     from dask.distributed import Client
 
-__all__ = ["DEFAULT_PARTITION_SIZE", "connect", "extract_on_cluster", "check_shared_cache", "dask_backend"]
+__all__ = ["DEFAULT_PARTITION_SIZE", "connect", "extract_on_cluster", "dask_backend"]
 
 DEFAULT_PARTITION_SIZE = 2000
 _LOCAL_PREFIX = "local:"
@@ -34,17 +35,37 @@ _worker_lock = threading.Lock()  # a worker's tasks take turns: the session alre
 
 def _distributed() -> Any:
     """dask.distributed, imported on first use: it is the optional ``dask`` extra."""
-    try:
-        import dask.distributed
-    except ImportError as error:
-        message = f"running on dask needs dask.distributed ({error}); install it with: pip install 'cnncodes[dask]'"
-        raise CnnCodesError(message) from error
-    return dask.distributed
+    return import_extra("dask.distributed", "dask", "running on dask")
 
 
 @contextlib.contextmanager
 def connect(client: "Client | str") -> Iterator["Client"]:
-    """A dask client: an existing one, ``"local:N"`` (a LocalCluster of N worker processes), or a scheduler address."""
+    """A connected dask client, closed at the end when this function opened it.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client or str
+        An existing client (used as is), ``"local:N"`` (a LocalCluster of N worker
+        processes, N = every core when omitted), or a scheduler address.
+
+    Yields
+    ------
+    dask.distributed.Client
+
+    Raises
+    ------
+    MissingExtraError
+        If dask is not installed (extra ``dask``).
+    CnnCodesError
+        If the scheduler cannot be reached.
+
+    Examples
+    --------
+    >>> existing = object()  # stands for a Client the caller made
+    >>> with connect(existing) as client:
+    ...     client is existing
+    True
+    """
     if not isinstance(client, str):
         yield client
         return
@@ -79,18 +100,12 @@ def _probe_cache(root: str, token: str) -> str:
     return ""
 
 
-def check_shared_cache(client: "Client", root: Path) -> None:
-    """Refuse, in one line, a cache folder that some worker cannot read and write.
-
-    Raises
-    ------
-    InputError
-        Naming the cache folder and the workers that do not see it.
-    """
+def _check_shared_cache(client: "Client", root: Path) -> None:
+    """Refuse, in one line, a cache folder that some worker cannot read and write."""
     token = uuid.uuid4().hex
     probe = root / ".probe"
     probe.mkdir(parents=True, exist_ok=True)
-    (probe / token).write_text(token)
+    (probe / token).write_text(token)  # a probe, not data: nothing reads it half-written
     try:
         answers = client.run(_probe_cache, str(root), token)
         seen = {p.name for p in probe.glob(f"{token}.*")}
@@ -102,14 +117,15 @@ def check_shared_cache(client: "Client", root: Path) -> None:
         problems = {"some workers": "wrote tokens the client cannot see"}
     if problems:
         detail = "; ".join(f"{worker} {why}" for worker, why in sorted(problems.items()))
-        message = f"{root}: the cache must be on a filesystem every dask worker shares ({detail}); use --cache on a shared folder"
+        message = (
+            f"{root}: the cache must be on a filesystem every dask worker shares ({detail}); "
+            "use --cache on a shared folder"
+        )
         raise InputError(message)
 
 
-def _run_task(
-    options: ExtractionOptions, cache_root: str, settings: dict[str, Any], sources: list[Any]
-) -> list[tuple[int, str]]:
-    """On a worker: extract ``sources`` into the shared cache; return (position, reason) of the failures."""
+def _run_task(options: ExtractionOptions, cache_root: str, settings: RunSettings, sources: list[Any]) -> dict[int, str]:
+    """On a worker: extract ``sources`` into the shared cache; return the reasons of the failures by position."""
     key = (options, cache_root, tuple(sorted(settings.items())))
     with _worker_lock:
         extractor = _worker_extractors.get(key)
@@ -117,9 +133,8 @@ def _run_task(
             extractor = Extractor(options, cache=CodeCache(cache_root), progress=False, on_error="skip", **settings)
             _worker_extractors[key] = extractor
         result = extractor.run(sources)
-    failed = set(range(len(sources))) - set(result.indices.tolist())
-    reasons = dict(zip(sorted(failed), (reason for _, reason in result.failures)))
-    return sorted(reasons.items())
+    failed = sorted(set(range(len(sources))) - set(result.indices.tolist()))
+    return dict(zip(failed, (reason for _, reason in result.failures)))
 
 
 def extract_on_cluster(
@@ -131,31 +146,50 @@ def extract_on_cluster(
 ) -> ExtractionPlan:
     """Run ``extractor``'s plan for ``inputs`` on a dask cluster; return the completed plan.
 
+    The client keys the inputs and reads the cache hits; workers compute the rest in tasks of
+    ``partition_size`` images and write shards into the shared cache, from which the client
+    then reads every code.
+
     Parameters
     ----------
     extractor : Extractor
         Its cache must be a folder every worker shares (checked first).
-    inputs : any form :func:`cnncodes.extract` accepts
+    inputs : object
+        Any form :func:`cnncodes.extract` accepts.
     client : dask.distributed.Client
+        A connected client (see :func:`connect`).
     partition_size : int, default=2000
         Images per task.
+
+    Returns
+    -------
+    ExtractionPlan
+        Completed: pass it to :meth:`Extractor.finish`.
 
     Raises
     ------
     InputError
         If the extractor has no cache, or the cache is not shared with every worker.
+
+    Examples
+    --------
+    >>> from cnncodes.engine import ExtractionOptions, Extractor
+    >>> extract_on_cluster(Extractor(ExtractionOptions(), cache=False), [], client=None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.InputError: distributed extraction needs a cache folder that every worker shares; ...
     """
     if extractor.cache is None:
         message = "distributed extraction needs a cache folder that every worker shares; cache=False is not possible"
         raise InputError(message)
     root = extractor.cache.root.resolve()
-    check_shared_cache(client, root)
+    _check_shared_cache(client, root)
     plan = extractor.plan(inputs)
     if not plan.todo:
         return plan
     threads = client.nthreads()  # the cores each worker was given: its onnxruntime and decode threads
     n_threads = min(threads.values()) if threads else None
-    settings = {
+    settings: RunSettings = {
         "batch_size": extractor.batch_size,
         "device": extractor.device,
         "n_threads": extractor.n_threads or n_threads,
@@ -163,33 +197,26 @@ def extract_on_cluster(
         "n_workers": n_threads,
     }
     resources = {"GPU": 1} if extractor.device in ("cuda", "tensorrt") and _has_gpu_resources(client) else None
-    partitions = [plan.todo[i : i + partition_size] for i in range(0, len(plan.todo), partition_size)]
     futures = {
         client.submit(
             _run_task,
             extractor.options,
             str(root),
             settings,
-            [plan.items[i].source for i in part],
+            plan.sources(part),
             pure=False,
             retries=2,
             resources=resources,
         ): part
-        for part in partitions
+        for part in plan.partitions(partition_size)
     }
     for future in _distributed().as_completed(futures):
         part = futures[future]
-        failed = dict(future.result())
+        failed = future.result()
         for position, reason in failed.items():
-            plan.fail(part[position], ImageDecodeError(f"{plan.items[part[position]].name}: {reason}"))
-        plan.progress.update(done=len(part) - len(failed))
-    done = [i for i in plan.todo if i not in plan.failures]
-    keys = [plan.items[i].key or "" for i in done]
-    for fs, block in zip(plan.feature_sets, plan.codes):
-        fs.refresh()
-        if done:
-            block[done] = fs.get(keys)
-    plan.ok[done] = True
+            plan.fail_with(part[position], reason)
+        plan.count_computed(len(part) - len(failed))
+    plan.read_back([i for i in plan.todo if i not in plan.failures])
     return plan
 
 
@@ -200,7 +227,24 @@ def _has_gpu_resources(client: "Client") -> bool:
 
 @contextlib.contextmanager
 def dask_backend(client: "Client | str | None") -> Iterator[int | None]:
-    """Run joblib-parallel work (cross-validation, grid search) on dask; yields the ``n_jobs`` to use."""
+    """Run joblib-parallel work (cross-validation, grid search) on dask.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client, str or None
+        As :func:`connect` takes it; None runs locally.
+
+    Yields
+    ------
+    int or None
+        The ``n_jobs`` to use: -1 on dask (every worker), None locally.
+
+    Examples
+    --------
+    >>> with dask_backend(None) as n_jobs:
+    ...     print(n_jobs)
+    None
+    """
     if client is None:
         yield None
         return

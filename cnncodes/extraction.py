@@ -1,4 +1,4 @@
-"""The public extract function: one process, or a dask cluster."""
+"""The public extract function: images in, codes out, in one process or on a dask cluster."""
 
 from __future__ import annotations
 
@@ -7,30 +7,32 @@ from typing import Any, Sequence
 
 from .cache import CodeCache, write_codes_file
 from .distributed import DEFAULT_PARTITION_SIZE, connect, extract_on_cluster
-from .engine import DEFAULT_BATCH_SIZE, ExtractionOptions, ExtractionResult, Extractor
+from .engine import ExtractionOptions, ExtractionResult, Extractor
+from .params import CODE_PARAMETERS, RUN_PARAMETERS, default
 
-__all__ = ["extract"]
+__all__ = ["extract", "ExtractionResult"]
 
 
 def extract(
     inputs: Any,
     *,
-    model: str = "efficientnet_lite0",
-    layer: str | Sequence[str] = "penultimate",
-    pooling: str = "avg",
-    grid: int | None = None,
-    relu: bool | None = None,
-    views: str = "none",
-    combine: str = "mean",
-    normalize: str = "none",
-    dtype: str = "float32",
-    cache: CodeCache | Path | str | bool | None = True,
-    batch_size: int | None = DEFAULT_BATCH_SIZE,
-    device: str = "auto",
-    n_threads: int | None = None,
-    optimization: str = "all",
-    n_workers: int | None = None,
-    on_error: str = "skip",
+    model: str = default("model"),
+    layer: str | Sequence[str] | None = default("layer"),
+    pooling: str = default("pooling"),
+    grid: int | None = default("grid"),
+    gem_p: float = default("gem_p"),
+    relu: bool | None = default("relu"),
+    views: str = default("views"),
+    combine: str = default("combine"),
+    normalize: str = default("normalize"),
+    dtype: str = default("dtype"),
+    cache: CodeCache | Path | str | bool | None = default("cache"),
+    batch_size: int | None = default("batch_size"),
+    device: str = default("device"),
+    n_threads: int | None = default("n_threads"),
+    optimization: str = default("optimization"),
+    n_workers: int | None = default("n_workers"),
+    on_error: str = default("on_error"),
     progress: bool | None = None,
     output: Path | str | None = None,
     client: Any = None,
@@ -40,18 +42,23 @@ def extract(
 
     Parameters
     ----------
-    inputs : str, Path, sequence, ndarray or Dataset
-        A folder (one subfolder per class gives labels), a CSV of ``path[,label]``,
-        a list of image files and folders, an (N, H, W, 3) uint8 array, or a list
-        of H x W x 3 uint8 arrays or PIL images.
+    inputs : str, Path, sequence, Series, DataFrame, ndarray, bytes or Dataset
+        A folder (one subfolder per class gives labels), a CSV of ``path[,label]``, a
+        single image file, a list of image files and folders, a 1-D pandas Series or a
+        one-column DataFrame of paths (as ``ColumnTransformer`` passes it), an (n, 1) or
+        (n,) array of paths, encoded image files as ``bytes`` objects, an (N, H, W, 3)
+        uint8 array, or a list of H x W x 3 uint8 arrays or PIL images.
     model : str, default="efficientnet_lite0"
         A zoo name (``cnncodes models``) or the path of an ``.onnx`` file.
-    layer : str or sequence of str, default="penultimate"
-        One tap, or several whose codes are concatenated (``cnncodes layers MODEL``).
+    layer : str, sequence of str or None, default=None
+        One tap, or several whose codes are concatenated (``cnncodes layers MODEL``);
+        None: the backbone's default tap.
     pooling : {"avg", "max", "gem"}, default="avg"
         Spatial pooling of feature maps.
     grid : int or None, default=None
         Pool each cell of a grid x grid layout (code length x grid**2).
+    gem_p : float, default=3.0
+        Exponent of GeM pooling (``pooling="gem"`` only).
     relu : bool or None, default=None
         None applies ReLU to pre-activation taps only (see the card's non-negative flag).
     views : {"none", "flip", "5crop", "10crop", "razavian16"}, default="none"
@@ -67,6 +74,7 @@ def extract(
     batch_size : int or None, default=None
         Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
+        Execution provider; "auto" tries TensorRT, CUDA, then the CPU.
     n_threads : int or None, default=None
         onnxruntime intra-op threads (default: every core).
     optimization : {"disable", "basic", "extended", "all"}, default="all"
@@ -74,7 +82,7 @@ def extract(
     n_workers : int or None, default=None
         Decode threads (default: one per core).
     on_error : {"skip", "raise"}, default="skip"
-        "skip": a bad image is reported in ``failures`` and gets no row.
+        "skip": a bad image is reported in ``failures`` and gets no row; "raise": stop.
     progress : bool or None, default=None
         Progress line on stderr (default: only on a terminal).
     output : str, Path or None, default=None
@@ -104,31 +112,12 @@ def extract(
     >>> import numpy as np
     >>> images = np.full((2, 64, 64, 3), 128, np.uint8)
     >>> result = extract(images, cache=False, progress=False)
-    >>> result.codes.shape
-    (2, 1280)
+    >>> result.codes.shape, result.paths
+    ((2, 1280), ['<array 0>', '<array 1>'])
     """
-    options = ExtractionOptions(
-        model=model,
-        layer=layer if isinstance(layer, str) else tuple(layer),
-        pooling=pooling,
-        grid=grid,
-        relu=relu,
-        views=views,
-        combine=combine,
-        normalize=normalize,
-        dtype=dtype,
-    )
-    extractor = Extractor(
-        options,
-        cache=cache,
-        batch_size=batch_size,
-        device=device,
-        n_threads=n_threads,
-        optimization=optimization,
-        n_workers=n_workers,
-        on_error=on_error,
-        progress=progress,
-    )
+    given = locals()
+    options = ExtractionOptions(**{name: given[name] for name in CODE_PARAMETERS})
+    extractor = Extractor(options, progress=progress, **{name: given[name] for name in RUN_PARAMETERS})
     if client is None:
         result = extractor.run(inputs)
     else:

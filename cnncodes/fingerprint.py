@@ -16,12 +16,53 @@ _FILE_CHUNK_BYTES = 1 << 20
 
 
 def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
+    """Hex sha256 of ``data``.
+
+    Parameters
+    ----------
+    data : bytes
+        Any bytes, e.g. a whole image file.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Examples
+    --------
+    >>> sha256_bytes(b"")[:16]
+    'e3b0c44298fc1c14'
+    """
     return hashlib.sha256(data).hexdigest()
 
 
 def sha256_file(path: Path | str) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
+    """Hex sha256 of a file's bytes, read in chunks (the same as :func:`sha256_bytes` of its content).
+
+    Parameters
+    ----------
+    path : Path or str
+        The file.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> handle, name = tempfile.mkstemp()
+    >>> os.close(handle)
+    >>> sha256_file(name) == sha256_bytes(b"")
+    True
+    >>> os.remove(name)
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_FILE_CHUNK_BYTES):
@@ -30,7 +71,24 @@ def sha256_file(path: Path | str) -> str:
 
 
 def sha256_array(array: np.ndarray) -> str:
-    """Hex sha256 of an array's bytes, shape and dtype (so a reshape is another key)."""
+    """Hex sha256 of an array's bytes, shape and dtype (so a reshape is another key).
+
+    Parameters
+    ----------
+    array : ndarray
+        Any array; non-contiguous arrays hash as their contiguous copy.
+
+    Returns
+    -------
+    str
+        64 hex digits.
+
+    Examples
+    --------
+    >>> pixels = np.zeros((2, 3), np.uint8)
+    >>> sha256_array(pixels) == sha256_array(pixels.reshape(3, 2))
+    False
+    """
     array = np.ascontiguousarray(array)
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     digest.update(array.tobytes())
@@ -38,12 +96,37 @@ def sha256_array(array: np.ndarray) -> str:
 
 
 def canonical_json(spec: dict[str, Any]) -> str:
-    """JSON with sorted keys and no spaces: the same spec always gives the same text."""
+    """JSON with sorted keys and no spaces: the same spec always gives the same text.
+
+    Parameters
+    ----------
+    spec : dict
+        JSON-serializable values.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> canonical_json({"b": [1, 2], "a": None})
+    '{"a":null,"b":[1,2]}'
+    """
     return json.dumps(spec, sort_keys=True, separators=(",", ":"))
 
 
 def spec_fingerprint(spec: dict[str, Any]) -> str:
     """sha256 of a feature-set spec's canonical JSON plus the key-scheme version.
+
+    Parameters
+    ----------
+    spec : dict
+        A feature-set spec (see :class:`cnncodes.featurespec.FeatureSetSpec`).
+
+    Returns
+    -------
+    str
+        64 hex digits; a cache folder is named by its first 20.
 
     Examples
     --------

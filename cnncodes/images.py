@@ -1,61 +1,118 @@
-"""Image decoding, orientation, colour conversion and resize/crop to uint8 batches; views."""
+"""Image decoding, orientation, colour conversion and resize/crop to uint8 model inputs; test-time views."""
 
 from __future__ import annotations
 
 import io
 import math
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import IO, Union
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageDecodeError
+from .errors import ImageDecodeError, InputError
+from .messages import one_of_message
+from .params import VIEWS
 
-__all__ = ["Preprocessing", "VIEWS", "MAX_PIXELS", "decode_image", "to_rgb", "make_views", "n_views"]
+__all__ = ["Preprocessing", "ImageSource", "MAX_PIXELS", "decode_image", "make_views", "n_views"]
 
 MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold (about 0.25 GB of RGB): refuse, never decode
-VIEWS = ("none", "flip", "5crop", "10crop", "razavian16")
+DRAFT = True  # JPEGs far larger than needed decode at a reduced DCT scale: a fixed rule, part of every spec
+_RGB_RULE = "exif-transpose; alpha over white; 16-bit >> 8; CMYK/palette/L via Pillow"
+_VIEW_COUNTS = {"none": 1, "flip": 2, "5crop": 5, "10crop": 10, "razavian16": 16}
 _INTERPOLATION = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 _ROTATION_DEGREES = 5.0  # the "small rotations" of the 16-view protocol
 _CROP_AREA_RAZAVIAN = 4 / 9  # each Razavian crop covers 4/9 of the area: 2/3 of each side
+# Pillow warns (rather than refuses) between 1x and 2x its limit; turning that warning into an error
+# needs the process-wide warning filters, so decoders take turns for the instant of Image.open.
+_BOMB_GUARD = threading.Lock()
 
 ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
-ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey tail
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How an image becomes the model's uint8 input; every field changes the codes."""
+    """How an image becomes the model's uint8 input; every field changes the codes.
+
+    Parameters
+    ----------
+    input_size : int
+        Side of the square model input.
+    crop_fraction : float
+        Centre crop of this fraction of the shorter side.
+    interpolation : {"bicubic", "bilinear"}
+        Resampling filter.
+    views : str, default="none"
+        One of ``params.VIEWS``.
+
+    Examples
+    --------
+    >>> pre = Preprocessing(224, 0.875, "bicubic")
+    >>> pre.as_dict()["input_size"], pre.as_dict()["draft"]
+    (224, True)
+    """
 
     input_size: int  # square side sent to the model
     crop_fraction: float  # centre crop of this fraction of the shorter side
     interpolation: str  # "bicubic" or "bilinear"
-    draft: bool = True  # let JPEG decode at a reduced DCT scale when much larger than needed
-    views: str = "none"  # one of VIEWS
+    views: str = "none"  # one of params.VIEWS
 
     def as_dict(self) -> dict[str, object]:
-        """Plain form for feature-set specs."""
+        """The plain form that feature-set specs hold (with the fixed decoding rules).
+
+        Returns
+        -------
+        dict
+            ``input_size``, ``crop_fraction``, ``interpolation``, ``draft``, ``views`` and ``rgb_rule``.
+
+        Examples
+        --------
+        >>> sorted(Preprocessing(64, 1.0, "bilinear").as_dict())
+        ['crop_fraction', 'draft', 'input_size', 'interpolation', 'rgb_rule', 'views']
+        """
         return {
             "input_size": self.input_size,
             "crop_fraction": self.crop_fraction,
             "interpolation": self.interpolation,
-            "draft": self.draft,
+            "draft": DRAFT,
             "views": self.views,
-            "rgb_rule": "exif-transpose; alpha over white; 16-bit >> 8; CMYK/palette/L via Pillow",
+            "rgb_rule": _RGB_RULE,
         }
 
 
 def n_views(views: str) -> int:
-    """How many arrays :func:`make_views` returns per image."""
-    return {"none": 1, "flip": 2, "5crop": 5, "10crop": 10, "razavian16": 16}[views]
+    """How many model inputs :func:`make_views` cuts from each image.
+
+    Parameters
+    ----------
+    views : str
+        One of ``params.VIEWS``.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputError
+        For an unknown view protocol.
+
+    Examples
+    --------
+    >>> n_views("none"), n_views("10crop"), n_views("razavian16")
+    (1, 10, 16)
+    """
+    if views not in VIEWS:
+        raise InputError(one_of_message("views", VIEWS, views))
+    return _VIEW_COUNTS[views]
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to RGB by a fixed rule.
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB by the fixed rule that ``_RGB_RULE`` names in every spec.
 
     - 16-bit and 32-bit integer grey (``I;16``, ``I``): the top 8 of 16 bits (x / 257);
       float (``F``): clipped to 0..255.
@@ -78,7 +135,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _too_large(name: str, pixels: object) -> ImageDecodeError:
+    return ImageDecodeError(f"{name}: image too large to decode safely ({pixels} pixels > {MAX_PIXELS})")
+
+
 def _open(source: ImageSource, name: str) -> Image.Image:
+    """Open lazily (header only): a Pillow image, an array, encoded bytes or a file."""
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, np.ndarray):
@@ -90,12 +152,12 @@ def _open(source: ImageSource, name: str) -> Image.Image:
             raise ImageDecodeError(message)
         return Image.fromarray(array[..., :3])
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+        handle: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     except OSError as error:
         message = f"{name}: cannot read file ({error.strerror or error})"
         raise ImageDecodeError(message) from error
     try:
-        with warnings.catch_warnings():
+        with _BOMB_GUARD, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(handle)
     except UnidentifiedImageError as error:
@@ -105,16 +167,14 @@ def _open(source: ImageSource, name: str) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         handle.close()
         found = re.search(r"\((\d+) pixels\)", str(error))
-        pixels = found.group(1) if found else "too many"
-        message = f"{name}: image too large to decode safely ({pixels} pixels > {MAX_PIXELS})"
-        raise ImageDecodeError(message) from error
+        raise _too_large(name, found.group(1) if found else "too many") from error
 
 
-def _size(source: ImageSource) -> int:
+def _size(source: str | Path | bytes) -> int:
     if isinstance(source, bytes):
         return len(source)
     try:
-        return Path(source).stat().st_size  # type: ignore[arg-type]
+        return Path(source).stat().st_size
     except OSError:
         return 0
 
@@ -122,20 +182,43 @@ def _size(source: ImageSource) -> int:
 def decode_image(source: ImageSource, preprocessing: Preprocessing, name: str | None = None) -> Image.Image:
     """Decode ``source`` to an upright RGB image, reduced early when it is far larger than needed.
 
+    Parameters
+    ----------
+    source : str, Path, bytes, ndarray or PIL.Image.Image
+        An image file, the bytes of one, an H x W x 3 uint8 array or a Pillow image.
+    preprocessing : Preprocessing
+        Decides how far a large JPEG may be reduced while decoding.
+    name : str or None, default=None
+        What error messages call the image; None: the path, or ``<image>``.
+
+    Returns
+    -------
+    PIL.Image.Image
+        In mode RGB, turned upright by its EXIF orientation.
+
     Raises
     ------
     ImageDecodeError
-        With one line naming the file: unreadable, empty, not an image, truncated,
-        or larger than :data:`MAX_PIXELS`.
+        With one line naming the image: unreadable, empty, not an image, truncated, or
+        larger than :data:`MAX_PIXELS` (refused from its header, before decoding).
+
+    Examples
+    --------
+    >>> pre = Preprocessing(32, 1.0, "bilinear")
+    >>> decode_image(np.zeros((20, 30, 3), np.uint8), pre).size
+    (30, 20)
+    >>> decode_image(b"", pre, name="<bytes 0>")
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.ImageDecodeError: <bytes 0>: empty file (0 bytes)
     """
     name = name or (str(source) if isinstance(source, (str, Path)) else "<image>")
     image = _open(source, name)
     try:
         width, height = image.size
-        if width * height > MAX_PIXELS:
-            message = f"{name}: image too large to decode safely ({width}x{height} pixels > {MAX_PIXELS})"
-            raise ImageDecodeError(message)
-        if preprocessing.draft and image.format == "JPEG":
+        if width * height > MAX_PIXELS:  # also when the user lifted Pillow's own limit
+            raise _too_large(name, width * height)
+        if DRAFT and image.format == "JPEG":
             needed_short = preprocessing.input_size / preprocessing.crop_fraction
             if preprocessing.views == "razavian16":
                 needed_short = preprocessing.input_size / math.sqrt(_CROP_AREA_RAZAVIAN)
@@ -144,7 +227,7 @@ def decode_image(source: ImageSource, preprocessing: Preprocessing, name: str | 
                 image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
         image.load()
         image = ImageOps.exif_transpose(image)
-        return to_rgb(image)
+        return _to_rgb(image)
     except ImageDecodeError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
@@ -158,7 +241,7 @@ def _square(image: Image.Image, box: tuple[float, float, float, float], size: in
 
 
 def make_views(image: Image.Image, preprocessing: Preprocessing) -> list[np.ndarray]:
-    """Cut the model inputs of one RGB image: uint8 arrays of (size, size, 3).
+    """Cut the model inputs of one RGB image.
 
     - ``none``: centre crop of ``crop_fraction`` of the shorter side, resized.
     - ``flip``: that and its mirror.
@@ -166,6 +249,25 @@ def make_views(image: Image.Image, preprocessing: Preprocessing) -> list[np.ndar
       ``crop_fraction`` of the shorter side), and for 10crop their mirrors.
     - ``razavian16`` (Razavian et al. 2014): the whole image, the 4 corner and the
       centre crops of 4/9 of the area, rotations by +-5 degrees, and the mirror of each.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        An RGB image, as :func:`decode_image` returns it.
+    preprocessing : Preprocessing
+        Input size, crop, interpolation and view protocol.
+
+    Returns
+    -------
+    list of ndarray of shape (input_size, input_size, 3), uint8
+        ``n_views(preprocessing.views)`` arrays; mirrored views follow the originals.
+
+    Examples
+    --------
+    >>> image = Image.new("RGB", (40, 30))
+    >>> views = make_views(image, Preprocessing(16, 0.875, "bilinear", views="flip"))
+    >>> len(views), views[0].shape
+    (2, (16, 16, 3))
     """
     size, method = preprocessing.input_size, _INTERPOLATION[preprocessing.interpolation]
     width, height = image.size

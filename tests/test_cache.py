@@ -137,9 +137,44 @@ def test_codes_file_refuses_newer_version(tmp_path: Path) -> None:
     path = write_codes_file(tmp_path / "codes.h5", CodesFile(_codes(2), ["a", "b"], _keys(2)))
     with h5py.File(path, "a") as handle:
         handle.attrs["format_version"] = 2
-    expected = f"{path}: format version 2 is newer than this cnncodes supports (1); upgrade cnncodes"
-    with pytest.raises(CacheFormatError, match=re.escape(expected)):
+    expected = f"{path}: codes file format version 2 is newer than this cnncodes supports (1); upgrade cnncodes"
+    with pytest.raises(CacheFormatError, match="^" + re.escape(expected) + "$"):
         read_codes_file(path)
+
+
+def test_cache_refuses_newer_feature_set_version(cache_path: Path) -> None:
+    """Check that a feature set written by a newer cnncodes is refused with the same wording as files."""
+    fs = CodeCache(cache_path, shard_size=1).feature_set(SPEC)
+    fs.add(_keys(1), _codes(1))
+    spec_path = fs.path / "spec.json"
+    spec_path.write_text(spec_path.read_text().replace('"format_version": 1', '"format_version": 2'))
+    expected = f"{spec_path}: cache format version 2 is newer than this cnncodes supports (1); upgrade cnncodes"
+    with pytest.raises(CacheFormatError, match="^" + re.escape(expected) + "$"):
+        list(CodeCache(cache_path))
+
+
+def test_shard_of_newer_version_is_reported_damaged(cache_path: Path) -> None:
+    """Check that verify names a shard of a newer format version, with the upgrade hint."""
+    fs = CodeCache(cache_path, shard_size=1).feature_set(SPEC)
+    fs.add(_keys(1), _codes(1))
+    shard = next((fs.path / "shards").glob("*.h5"))
+    with h5py.File(shard, "a") as handle:
+        handle.attrs["format_version"] = 3
+    reason = f"{shard}: cache format version 3 is newer than this cnncodes supports (1); upgrade cnncodes"
+    assert [(d.path, d.reason) for d in fs.verify()] == [(shard, reason)]
+
+
+def test_writes_leave_no_temporary_file(tmp_path: Path, cache_path: Path) -> None:
+    """Check that a failed codes-file write leaves nothing behind, and committed shards leave no temporary files."""
+    with pytest.raises(ValueError):
+        write_codes_file(tmp_path / "out" / "codes.h5", CodesFile(np.array([["x"]]), ["a"], _keys(1)))
+    assert list((tmp_path / "out").iterdir()) == []
+    fs = CodeCache(cache_path, shard_size=2).feature_set(SPEC)
+    fs.add(_keys(5), _codes(5))
+    fs.flush()
+    written = sorted(p.relative_to(fs.path).as_posix() for p in fs.path.rglob("*"))
+    assert written[0] == "shards" and written[-1] == "spec.json" and len(written) == 5  # 3 shards of 2, 2, 1 rows
+    assert all(re.fullmatch(r"shards/[0-9T]+-\d+-\d{6}-[0-9a-f]{8}\.h5", name) for name in written[1:-1]), written
 
 
 def test_codes_file_round_trip_without_labels(tmp_path: Path) -> None:
@@ -154,5 +189,6 @@ def test_read_codes_file_rejects_other_hdf5(tmp_path: Path) -> None:
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as handle:
         handle["x"] = [1]
-    with pytest.raises(CacheFormatError, match=re.escape(f"{path}: not a cnncodes-codes file (format attribute None)")):
+    expected = f"{path}: not a cnncodes-codes file (format attribute None)"
+    with pytest.raises(CacheFormatError, match="^" + re.escape(expected) + "$"):
         read_codes_file(path)

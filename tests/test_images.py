@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cnncodes.errors import ImageDecodeError
+from cnncodes.errors import ImageDecodeError, InputError
 from cnncodes.images import MAX_PIXELS, Preprocessing, decode_image, make_views, n_views
-from tests.badfiles import make_bad_files
+from cnncodes.params import VIEWS
+from tests.badfiles import make_bad_files, png_header_only
 
 PRE = Preprocessing(input_size=64, crop_fraction=0.875, interpolation="bicubic")
 
@@ -72,16 +76,68 @@ def test_decode_image_applies_exif_orientation(tmp_path: Path) -> None:
 
 
 def test_decode_image_draft_reduces_large_jpegs(tmp_path: Path) -> None:
-    """Check that a JPEG far larger than needed is decoded at a reduced DCT scale, but never below the crop."""
+    """Check that a JPEG far larger than needed decodes at a reduced DCT scale, and one not that large in full."""
     path = tmp_path / "large.jpg"
     Image.fromarray(np.full((2000, 3000, 3), 90, np.uint8)).save(path)
-    drafted = decode_image(path, PRE)
-    assert min(drafted.size) >= 64 / 0.875 and drafted.size[0] < 3000
-    full = decode_image(path, Preprocessing(64, 0.875, "bicubic", draft=False))
-    assert full.size == (3000, 2000)
+    assert decode_image(path, PRE).size == (375, 250)  # 1/8 scale: still above 64 / 0.875 on the short side
+    assert decode_image(path, Preprocessing(1000, 0.875, "bicubic")).size == (3000, 2000)  # 1/2 would be too small
 
 
-@pytest.mark.parametrize("views", ["none", "flip", "5crop", "10crop", "razavian16"])
+def test_decode_image_bytes_equal_the_file(bad_files: dict[str, Path]) -> None:
+    """Check that the encoded bytes of a file decode to the same pixels as the file, named as given."""
+    from_file = np.asarray(decode_image(bad_files["good"], PRE))
+    from_bytes = np.asarray(decode_image(bad_files["good"].read_bytes(), PRE, name="<bytes 0>"))
+    np.testing.assert_array_equal(from_bytes, from_file)
+    truncated = bad_files["truncated"].read_bytes()
+    with pytest.raises(ImageDecodeError, match="^" + re.escape("<bytes 1>: cannot decode image (image file is trunc")):
+        decode_image(truncated, PRE, name="<bytes 1>")
+
+
+def test_decode_image_refuses_bombs_between_one_and_two_limits(tmp_path: Path) -> None:
+    """Check that a header just over the limit (where Pillow only warns) is refused, and no warning filter stays."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header_only(10_000, 10_000))
+    filters = list(warnings.filters)
+    expected = f"{path}: image too large to decode safely (100000000 pixels > {MAX_PIXELS})"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageDecodeError, match="^" + re.escape(expected) + "$"):
+            decode_image(path, PRE)
+    assert caught == [] and warnings.filters == filters  # Pillow's warning became the refusal, nothing leaked
+
+
+def test_decode_image_refuses_bombs_when_pillow_limit_lifted(
+    bad_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Check that a user who lifts Pillow's limit still gets the refusal: the guard is per decode."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    expected = f"{bad_files['bomb']}: image too large to decode safely (10000000000 pixels > {MAX_PIXELS})"
+    with pytest.raises(ImageDecodeError, match="^" + re.escape(expected) + "$"):
+        decode_image(bad_files["bomb"], PRE)
+
+
+def test_images_import_leaves_pillow_settings_alone() -> None:
+    """Check that importing cnncodes.images changes no Pillow global (bomb limit, truncated-image rule)."""
+    code = (
+        "from PIL import Image, ImageFile\n"
+        "Image.MAX_IMAGE_PIXELS = 123; ImageFile.LOAD_TRUNCATED_IMAGES = True\n"
+        "import cnncodes.images\n"
+        "print(Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout == "123 True\n"
+
+
+def test_n_views_unknown_protocol() -> None:
+    """Check that an unknown view protocol is refused with the declared choices."""
+    expected = (
+        "The 'views' parameter must be one of 'none', 'flip', '5crop', '10crop', 'razavian16'. Got 'crop' instead."
+    )
+    with pytest.raises(InputError, match=re.escape(expected)):
+        n_views("crop")
+
+
+@pytest.mark.parametrize("views", VIEWS)
 def test_make_views_count_and_shape(views: str) -> None:
     """Check that each view protocol gives its documented number of uint8 (size, size, 3) arrays."""
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8))
