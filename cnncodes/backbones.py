@@ -108,11 +108,12 @@ class BackboneSpec:
         Parameters
         ----------
         name : str
-            A tap name as ``cnncodes layers`` lists them.
+            A tap name, exactly as in the card (``cnncodes layers NAME`` lists them).
 
         Returns
         -------
         TapSpec
+            One of :attr:`taps`.
 
         Raises
         ------
@@ -164,7 +165,7 @@ def list_backbones() -> list[BackboneSpec]:
     Raises
     ------
     ModelFileError
-        If a card is not valid JSON or lacks a field.
+        If a card is not valid JSON or lacks a field (the message names the card's file).
 
     Examples
     --------
@@ -186,6 +187,7 @@ def get_backbone(name: str) -> BackboneSpec:
     Returns
     -------
     BackboneSpec
+        Parsed from its card; a card in the models folder wins over a shipped one.
 
     Raises
     ------

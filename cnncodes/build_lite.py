@@ -209,22 +209,21 @@ def write_onnx(model: onnx.ModelProto, path: Path | str) -> Path:
     Returns
     -------
     Path
-        ``path``.
+        The file written, ``path`` itself.
 
     Examples
     --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
     >>> graph = helper.make_graph(
     ...     [helper.make_node("Relu", ["x"], ["y"])],
     ...     "relu",
     ...     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
     ...     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
     ... )
-    >>> path = write_onnx(helper.make_model(graph), folder / "relu.onnx")
-    >>> [p.name for p in folder.iterdir()], onnx.load(str(path)).graph.node[0].op_type
-    (['relu.onnx'], 'Relu')
-    >>> shutil.rmtree(folder)
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = write_onnx(helper.make_model(graph), Path(folder) / "relu.onnx")
+    ...     print(sorted(p.name for p in path.parent.iterdir()), onnx.load(str(path)).graph.node[0].op_type)
+    ['relu.onnx'] Relu
     """
     with atomic_path(path, suffix=".onnx") as temporary:
         temporary.write_bytes(model.SerializeToString())

@@ -51,7 +51,7 @@ def download_file(
     Returns
     -------
     Path
-        ``path``.
+        ``path``, complete and checked.
 
     Raises
     ------
@@ -60,8 +60,7 @@ def download_file(
 
     Examples
     --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
     >>> (folder / "source.txt").write_text("hello")
     5
     >>> url, digest = (folder / "source.txt").as_uri(), hashlib.sha256(b"hello").hexdigest()
@@ -74,7 +73,7 @@ def download_file(
     cnncodes.errors.DownloadError: file://...: sha256 mismatch (expected 000..., got 2cf24dba...); nothing was saved
     >>> sorted(p.name for p in folder.iterdir())
     ['copy.txt', 'source.txt']
-    >>> shutil.rmtree(folder)
+    >>> import shutil; shutil.rmtree(folder)
     """
     try:
         with atomic_path(path, suffix=".part") as temporary:

@@ -190,22 +190,21 @@ def export_torchvision(
     Raises
     ------
     UnknownBackboneError
-        If ``name`` is not exportable.
+        If ``name`` is not exportable (checked before torch is imported).
     MissingExtraError
         If torch or torchvision is missing.
 
     Examples
     --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> path, card = export_torchvision("mobilenet_v2", weights=None, path=folder / "mobilenet.onnx")
-    >>> path.name, card["onnx_file"], [tap["name"] for tap in card["taps"]][:3]
-    ('mobilenet.onnx', 'mobilenet.onnx', ['stage2', 'stage3', 'stage5'])
-    >>> shutil.rmtree(folder)
     >>> export_torchvision("resnet19", weights=None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     cnncodes.errors.UnknownBackboneError: Unknown exportable model 'resnet19'. Did you mean 'resnet18'? Exportable: ...
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path, card = export_torchvision("mobilenet_v2", weights=None, path=Path(folder) / "mobilenet.onnx")
+    >>> path.name, card["onnx_file"], [tap["name"] for tap in card["taps"]][:3]
+    ('mobilenet.onnx', 'mobilenet.onnx', ['stage2', 'stage3', 'stage5'])
     """
     _check_name(name)
     torch, _ = _import_torch()
@@ -249,10 +248,8 @@ def reference_outputs(name: str, weights: str | Path | None, images: Any) -> dic
 
     Raises
     ------
-    UnknownBackboneError
-        If ``name`` is not exportable.
-    MissingExtraError
-        If torch or torchvision is missing.
+    UnknownBackboneError, MissingExtraError
+        As :func:`export_torchvision` does.
 
     Examples
     --------

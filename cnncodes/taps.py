@@ -69,31 +69,29 @@ def list_tensors(path: Path | str) -> list[TensorInfo]:
     Parameters
     ----------
     path : str or Path
-        An ONNX file.
+        Any ONNX file; shapes come from ONNX shape inference.
 
     Returns
     -------
     list of TensorInfo
-        Graph outputs and intermediate tensors of rank 2 or more whose type is
-        float, with shapes from ONNX shape inference.
+        Graph outputs and intermediate tensors of rank 2 or more whose type is float.
 
     Raises
     ------
     ModelFileError
-        If the file is missing or is not an ONNX model.
+        If the file is missing, or it is not an ONNX model, or shape inference fails.
 
     Examples
     --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
     >>> images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 8, 8])
     >>> pooled = helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["N", 3, 1, 1])
     >>> nodes = [helper.make_node("Relu", ["images"], ["relu"]),
     ...          helper.make_node("GlobalMaxPool", ["relu"], ["pooled"])]
-    >>> onnx.save(helper.make_model(helper.make_graph(nodes, "tiny", [images], [pooled])), folder / "tiny.onnx")
-    >>> [(t.name, t.shape, t.op_type) for t in list_tensors(folder / "tiny.onnx")]
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     onnx.save(helper.make_model(helper.make_graph(nodes, "tiny", [images], [pooled])), f"{folder}/tiny.onnx")
+    ...     [(t.name, t.shape, t.op_type) for t in list_tensors(f"{folder}/tiny.onnx")]
     [('relu', ('N', 3, 8, 8), 'Relu'), ('pooled', ('N', 3, 1, 1), 'GlobalMaxPool')]
-    >>> shutil.rmtree(folder)
     """
     model = _load(path)
     try:
@@ -123,11 +121,12 @@ def graph_input(path: Path | str) -> tuple[str, int]:
     Parameters
     ----------
     path : str or Path
-        An ONNX file.
+        An ONNX file whose first input takes images.
 
     Returns
     -------
     name : str
+        The input's name in the graph.
     size : int
         The last dimension of a 4-D input, or 224 when it is symbolic.
 
@@ -138,15 +137,14 @@ def graph_input(path: Path | str) -> tuple[str, int]:
 
     Examples
     --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
     >>> pixels_in = helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 96, 96])
     >>> same = helper.make_tensor_value_info("same", TensorProto.FLOAT, [1, 3, 96, 96])
     >>> graph = helper.make_graph([helper.make_node("Identity", ["input.1"], ["same"])], "id", [pixels_in], [same])
+    >>> import tempfile; folder = Path(tempfile.mkdtemp())
     >>> onnx.save(helper.make_model(graph), folder / "identity.onnx")
     >>> graph_input(folder / "identity.onnx")
     ('input.1', 96)
-    >>> shutil.rmtree(folder)
+    >>> (folder / "identity.onnx").unlink(); folder.rmdir()
     """
     model = _load(path)
     initializers = {init.name for init in model.graph.initializer}
@@ -233,20 +231,18 @@ def prepare_model(
 
     Examples
     --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
     >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])
     >>> nodes = [helper.make_node("Sigmoid", ["x"], ["early"]), helper.make_node("Exp", ["early"], ["late"])]
     >>> late = helper.make_tensor_value_info("late", TensorProto.FLOAT, ["N", 3, 4, 4])
-    >>> onnx.save(helper.make_model(helper.make_graph(nodes, "two", [x], [late])), folder / "two.onnx")
-    >>> prepared = onnx.load_from_string(
-    ...     prepare_model(folder / "two.onnx", ["early"], input_name="x", input_size=4, mean=(0, 0, 0), std=(1, 1, 1))
-    ... )
-    >>> [i.name for i in prepared.graph.input], [o.name for o in prepared.graph.output]
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".onnx") as file:
+    ...     onnx.save(helper.make_model(helper.make_graph(nodes, "two", [x], [late])), file.name)
+    ...     prepared = prepare_model(file.name, ["early"], input_name="x", input_size=4, mean=(0, 0, 0), std=(1, 1, 1))
+    >>> graph = onnx.load_from_string(prepared).graph
+    >>> [i.name for i in graph.input], [o.name for o in graph.output]
     (['pixels'], ['early'])
-    >>> [node.op_type for node in prepared.graph.node]  # the Exp that no output needs is pruned
+    >>> [node.op_type for node in graph.node]  # the Exp that no output needs is pruned
     ['Cast', 'Sub', 'Mul', 'Transpose', 'Sigmoid']
-    >>> shutil.rmtree(folder)
     """
     model = _load(path)
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -54,15 +54,6 @@ def test_ensure_model_file_torchvision_not_exported(models: Path) -> None:
         ensure_model_file(get_backbone("resnet18"))
 
 
-def test_ensure_model_file_fetches_a_url_card(models: Path, tiny_onnx: Path) -> None:
-    """Check that a URL card's missing file is downloaded into the models folder on first use."""
-    data = tiny_onnx.read_bytes()
-    with LocalServer({"/served.onnx": data}) as server:
-        _url_card(models, f"{server.url}/served.onnx", hashlib.sha256(data).hexdigest())
-        path = ensure_model_file(get_backbone("served"))
-    assert path == models / "served.onnx" and path.read_bytes() == data
-
-
 def test_ensure_model_file_refuses_a_changed_url_file(models: Path) -> None:
     """Check that a URL card's file whose sha256 differs from the card is refused with the remedy."""
     _url_card(models, "http://127.0.0.1:9/served.onnx", "0" * 64)
@@ -75,14 +66,18 @@ def test_ensure_model_file_refuses_a_changed_url_file(models: Path) -> None:
         ensure_model_file(get_backbone("served"))
 
 
-def test_fetch_model_good_checksum(models: Path, tiny_onnx: Path) -> None:
-    """Check that fetching a URL card stores exactly the served bytes beside its card, and nothing else."""
+def test_url_card_file_fetched_on_first_use_or_on_request(models: Path, tiny_onnx: Path) -> None:
+    """Check that a URL card's file is fetched on first use and by fetch_model, as the served bytes, then used as is."""
     data = tiny_onnx.read_bytes()
     with LocalServer({"/served.onnx": data}) as server:
         _url_card(models, f"{server.url}/served.onnx", hashlib.sha256(data).hexdigest())
-        path = fetch_model("served", progress=False)
+        path = ensure_model_file(get_backbone("served"))
+        assert path == models / "served.onnx" and path.read_bytes() == data
+        path.unlink()
+        assert fetch_model("served", progress=False) == path
     assert path.read_bytes() == data
     assert sorted(p.name for p in models.iterdir()) == ["served.json", "served.onnx"]
+    assert ensure_model_file(get_backbone("served")) == path  # the server is gone: no second download
     assert next(row for row in list_models() if row.name == "served").present
 
 
