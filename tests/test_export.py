@@ -103,4 +103,3 @@ def test_export_unknown_name_suggests() -> None:
     expected = f"Unknown exportable model 'resnet19'. Did you mean 'resnet18'? Exportable: {', '.join(EXPORTABLE)}."
     with pytest.raises(UnknownBackboneError, match=re.escape(expected)):
         export_torchvision("resnet19", weights=None)
-
