@@ -2,8 +2,8 @@
 
 Options that change the codes or the run are built from the declarations in :mod:`cnncodes.params`;
 other defaults are read from the library function's signature when a command runs or shows its help.
-Only ``click``, the lazy ``cnncodes`` facade and ``cnncodes.params`` are imported here, so
-``cnncodes --help`` loads no numpy, onnxruntime, h5py or scikit-learn.
+Only ``click``, the lazy ``cnncodes`` facade, ``cnncodes.params`` and the exporter's model list are
+imported here, so ``cnncodes --help`` loads no numpy, onnxruntime, h5py or scikit-learn.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import click
 
 import cnncodes
 from cnncodes import params
+from cnncodes.export import EXPORTABLE  # names only: the exporter imports torch when it runs
 
 __all__ = ["cli"]
 
@@ -132,7 +133,14 @@ def _library_option(*flags: str, library: tuple[str, str], **settings: Any) -> C
 
 def _format_option(*formats: str) -> Callable[[Command], Command]:
     """``--format``: the first of ``formats`` (a table) is for people, json (and csv) for programs."""
-    return click.option("--format", "output_format", type=click.Choice(formats), default=formats[0], show_default=True)
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(formats),
+        default=formats[0],
+        show_default=True,
+        help="How to print the result: a table for people, " + " or ".join(formats[1:]) + " for programs.",
+    )
 
 
 def _dask_option(function: Command) -> Command:
@@ -315,7 +323,7 @@ def layers(model: str, output_format: str) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", type=click.Choice(sorted(EXPORTABLE)), metavar="NAME")
 @_library_option(
     "--weights",
     library=("export_model", "weights"),
@@ -331,6 +339,8 @@ def layers(model: str, output_format: str) -> None:
 @_library_errors
 def export(name: str, weights: str, output: Path | None) -> None:
     """Export a torchvision model to ONNX with its taps (needs cnncodes[export]).
+
+    NAME is one of the zoo's torchvision models (source torchvision in 'cnncodes models').
 
     \b
     Example:
