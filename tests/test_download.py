@@ -8,12 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from cnncodes.cli import cli
 from cnncodes.download import download_file
 from cnncodes.errors import DownloadError
-from cnncodes.paths import cards_dir
 from tests.httpserver import LocalServer
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
@@ -82,39 +79,3 @@ def test_download_file_not_found(tmp_path: Path) -> None:
         url = f"{server.url}/missing.onnx"
         with pytest.raises(DownloadError, match=re.escape(f"{url}: download failed (Not Found); nothing was saved")):
             download_file(url, tmp_path / "x.onnx", progress=False)
-
-
-def _url_card(tmp_path: Path, url: str, sha256: str) -> None:
-    card = json.loads((cards_dir() / "resnet18.json").read_text())
-    card.update(name="served_resnet", source="url", url=url, sha256=sha256, onnx_file="served_resnet.onnx")
-    (tmp_path / "served_resnet.json").write_text(json.dumps(card))
-
-
-def test_cli_models_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_onnx: Path) -> None:
-    """Check that `cnncodes models fetch` downloads a card's ONNX file and `models` then shows it present."""
-    data = tiny_onnx.read_bytes()
-    models = tmp_path / "models"
-    models.mkdir()
-    monkeypatch.setenv("CNNCODES_MODELS_DIR", str(models))
-    with LocalServer({"/served.onnx": data}) as server:
-        _url_card(models, f"{server.url}/served.onnx", hashlib.sha256(data).hexdigest())
-        result = CliRunner().invoke(cli, ["-q", "models", "fetch", "served_resnet"], catch_exceptions=False)
-    assert result.exit_code == 0
-    assert result.stdout == f"served_resnet: {models / 'served_resnet.onnx'}\n"
-    assert (models / "served_resnet.onnx").read_bytes() == data
-    listing = json.loads(CliRunner().invoke(cli, ["models", "--json"]).stdout)
-    assert next(row for row in listing if row["name"] == "served_resnet")["present"] is True
-
-
-def test_cli_models_fetch_bad_checksum(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_onnx: Path) -> None:
-    """Check that a bad checksum fails with exit code 1, one line, and no file."""
-    models = tmp_path / "models"
-    models.mkdir()
-    monkeypatch.setenv("CNNCODES_MODELS_DIR", str(models))
-    with LocalServer({"/served.onnx": tiny_onnx.read_bytes()}) as server:
-        _url_card(models, f"{server.url}/served.onnx", "f" * 64)
-        result = CliRunner().invoke(cli, ["-q", "models", "fetch", "served_resnet"])
-    assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: {server.url}/served.onnx: sha256 mismatch (expected {'f' * 64}, got ")
-    assert result.stderr.endswith("; nothing was saved\n") and result.stderr.count("\n") == 1
-    assert not (models / "served_resnet.onnx").exists()
