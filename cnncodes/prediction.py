@@ -39,7 +39,7 @@ def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
     >>> from sklearn.svm import LinearSVC
     >>> head = LinearSVC().fit([[0.0], [1.0]], [0, 1])
     >>> scores, kind = class_scores(head, np.array([[1.0]]))
-    >>> scores.shape, kind, scores[0, 0] == -scores[0, 1]
+    >>> scores.shape, kind, bool(scores[0, 0] == -scores[0, 1])
     ((1, 2), 'decision score', True)
     """
     if hasattr(head, "predict_proba"):

@@ -149,7 +149,7 @@ def default_layer_sets(model: str) -> list[str]:
 
 def _thumbnails(paths: Sequence[str], n_workers: int | None) -> np.ndarray:
     """Raw-pixel features: centre crop, 32 x 32 RGB, scaled to 0..1."""
-    pre = Preprocessing(_BASELINE_SIZE, 0.875, "bilinear", draft=True)
+    pre = Preprocessing(_BASELINE_SIZE, 0.875, "bilinear")
 
     def one(path: str) -> np.ndarray:
         return make_views(decode_image(Path(path), pre), pre)[0].reshape(-1)

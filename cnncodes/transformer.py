@@ -125,12 +125,13 @@ class CNNCodes(TransformerMixin, BaseEstimator):
         self.on_error = on_error
 
     def _make_extractor(self) -> Extractor:
-        owner = type(self).__name__
-        for name in PARAMETERS:  # scikit-learn's rule: parameters are validated in fit, not in __init__
-            check_parameter(name, getattr(self, name), owner=owner)
+        # scikit-learn's rule: parameters are checked in fit, not in __init__. Checked here, before the
+        # options convert them (a list layer becomes a tuple), so a message shows the value as the user set it.
+        for name in PARAMETERS:
+            check_parameter(name, getattr(self, name), owner=type(self).__name__)
         options = ExtractionOptions(**{name: getattr(self, name) for name in CODE_PARAMETERS})
         run = {name: getattr(self, name) for name in RUN_PARAMETERS}
-        return Extractor(options, **run, progress=False, owner=owner)
+        return Extractor(options, **run, progress=False, owner=type(self).__name__)
 
     def fit(self, X: Any = None, y: Any = None) -> "CNNCodes":
         """Validate the parameters and resolve the backbone; the CNN is frozen, so no data is needed.

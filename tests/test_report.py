@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import balanced_accuracy_score
 
 from cnncodes.report import Report, make_report, plot_sweep, write_json, write_report
 
@@ -32,6 +34,25 @@ def test_make_report_figures_by_hand(report: Report) -> None:
     assert (bees["precision"], bees["recall"], wasps["precision"]) == (0.5, 0.5, 0.5)
     assert report.macro_f1 == pytest.approx(np.mean([row["f1"] for row in report.per_class]))
     assert report.top_k_accuracy == {}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_make_report_balanced_accuracy_is_sklearns(seed: int) -> None:
+    """Check that the balanced accuracy equals scikit-learn's on random labels, classes missing included."""
+    rng = np.random.default_rng(seed)
+    y_true, y_pred = rng.integers(0, 3, 20), rng.integers(0, 4, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns about the class only predicted
+        expected = balanced_accuracy_score(y_true, y_pred)
+    assert make_report(y_true, y_pred, list("abcd")).balanced_accuracy == pytest.approx(expected)
+
+
+def test_make_report_one_class_present_does_not_warn() -> None:
+    """Check that data holding only one of the model's classes is scored without a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = make_report([1, 1, 1], [1, 1, 0], ["ants", "bees"])
+    assert report.balanced_accuracy == pytest.approx(2 / 3) and report.per_class[0]["support"] == 0
 
 
 def test_make_report_top_k_only_below_the_class_count() -> None:
