@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cnncodes
 from cnncodes import CNNCodes
+from cnncodes.params import HEAD_NAMES
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 SPLITS = {"hymenoptera": ("train", "val"), "chest_xray": ("train", "test")}
@@ -59,10 +60,10 @@ def sweep_pick(
         poolings=("avg", "gem"),
     )
     best = result.best
-    layer = best.features if "+" not in best.features else tuple(best.features.split("+"))
+    layer = tuple(best.features.split("+"))
     picked = CNNCodes(**{**codes.get_params(), "layer": layer, "pooling": best.pooling})
     held = score(train, held_out, best.head, picked, class_weight, params=best.params)
-    baseline = next((r for r in result.rows if r.features == cnncodes.BASELINE), None)
+    baseline = result.baseline
     return {
         "layer": f"{best.features} ({best.pooling})",
         "head": best.head,
@@ -75,7 +76,7 @@ def sweep_pick(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="*", default=list(SPLITS))
-    parser.add_argument("--heads", nargs="*", default=sorted(cnncodes.HEADS))
+    parser.add_argument("--heads", nargs="*", default=list(HEAD_NAMES))
     parser.add_argument("--cache", default=True, help="cache folder (default: the user cache)")
     parser.add_argument("--parts", nargs="*", default=["heads", "sweep"], choices=["heads", "sweep"])
     args = parser.parse_args()
