@@ -445,10 +445,17 @@ def cache_ls(cache_dir: Path | None, output_format: str) -> None:
     )
 
 
-@cache.command("info")
-@click.argument("fingerprint", default="")
-@_cache_dir_option
-@_library_errors
+def _feature_sets_command(name: str) -> Callable[[Command], Command]:
+    """A cache subcommand on the feature sets whose fingerprint starts with FINGERPRINT (all when it is left out)."""
+
+    def decorate(function: Command) -> Command:
+        options = [click.argument("fingerprint", default=""), _cache_dir_option]
+        return cache.command(name)(_apply(_library_errors(function), options))
+
+    return decorate
+
+
+@_feature_sets_command("info")
 def cache_info(fingerprint: str, cache_dir: Path | None) -> None:
     """Show the full spec, counts and size of feature sets (all, or FINGERPRINT prefix).
 
@@ -463,10 +470,7 @@ def cache_info(fingerprint: str, cache_dir: Path | None) -> None:
         )
 
 
-@cache.command("verify")
-@click.argument("fingerprint", default="")
-@_cache_dir_option
-@_library_errors
+@_feature_sets_command("verify")
 def cache_verify(fingerprint: str, cache_dir: Path | None) -> None:
     """Read every shard and report damage (exit code 3 if any).
 
@@ -482,10 +486,7 @@ def cache_verify(fingerprint: str, cache_dir: Path | None) -> None:
     _exit_if_failed(damaged)
 
 
-@cache.command("compact")
-@click.argument("fingerprint", default="")
-@_cache_dir_option
-@_library_errors
+@_feature_sets_command("compact")
 def cache_compact(fingerprint: str, cache_dir: Path | None) -> None:
     """Merge the shards of each feature set into one, atomically.
 

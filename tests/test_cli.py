@@ -74,27 +74,19 @@ def test_cli_command_has_help_with_example_and_is_in_readme(command: str) -> Non
     assert re.search(rf"\bcnncodes {re.escape(command)}\b", README), f"'cnncodes {command}' is not in README.md"
 
 
-@pytest.mark.parametrize("name", params.CODE_PARAMETERS)
-@pytest.mark.parametrize("command", CODE_COMMANDS)
-def test_cli_code_option_follows_its_declaration(command: str, name: str) -> None:
-    """Check that each option that changes the codes takes its flag, default, choices and help from params."""
+DECLARED = [(command, name) for command in CODE_COMMANDS for name in params.CODE_PARAMETERS]
+DECLARED += [(command, name) for command in RUN_COMMANDS for name in RUN_OPTIONS]
+
+
+@pytest.mark.parametrize(("command", "name"), DECLARED, ids=[f"{command}-{name}" for command, name in DECLARED])
+def test_cli_option_follows_its_declaration(command: str, name: str) -> None:
+    """Check that each code option (extract, train) and run option (every run command) follows params exactly."""
     declared = params.PARAMETERS[name]
     option = _option(command, name)
     assert option.opts[0] == FLAGS.get(name, declared.option)
     assert option.default == declared.default
     assert tuple(getattr(option.type, "choices", ())) == (declared.choices or ())
     assert option.help.startswith(declared.help.partition("; None: ")[0].rstrip("."))
-
-
-@pytest.mark.parametrize("name", RUN_OPTIONS)
-@pytest.mark.parametrize("command", RUN_COMMANDS)
-def test_cli_run_option_follows_its_declaration(command: str, name: str) -> None:
-    """Check that extract, train, evaluate, predict and sweep all take every run option as params declares it."""
-    declared = params.PARAMETERS[name]
-    option = _option(command, name)
-    assert option.opts[0] == FLAGS.get(name, declared.option)
-    assert option.default == declared.default
-    assert tuple(getattr(option.type, "choices", ())) == (declared.choices or ())
 
 
 @pytest.mark.parametrize("command", RUN_COMMANDS)
@@ -391,24 +383,10 @@ def test_cli_cache_commands(image_dir: Path, cache_path: Path) -> None:
 # --- train, evaluate, predict, sweep -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """20 ants and 20 bees of the real training set (codes cached once a session)."""
-    return session_tree(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def codes_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_cache(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_model(tmp_path_factory)
-
-
-def test_cli_train_table_and_json(tree: Path, codes_cache: Path, tmp_path: Path) -> None:
+def test_cli_train_table_and_json(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check that train prints its summary line, or with --format json a JSON object, and saves the model."""
+    tree = session_tree(tmp_path_factory)
+    codes_cache = session_cache(tmp_path_factory)
     model = tmp_path / "model.joblib"
     result = _invoke("-q", "train", tree, "--head", "logistic", "--cv", "3", "-o", model, "--cache", codes_cache)
     assert result.exit_code == 0
@@ -424,8 +402,10 @@ def test_cli_train_table_and_json(tree: Path, codes_cache: Path, tmp_path: Path)
     assert cnncodes.load_model(model).class_names == ["ants", "bees"]
 
 
-def test_cli_train_with_fixed_params(tree: Path, codes_cache: Path, tmp_path: Path) -> None:
+def test_cli_train_with_fixed_params(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check that `--param C=0.001` fixes the head's hyperparameter instead of searching."""
+    tree = session_tree(tmp_path_factory)
+    codes_cache = session_cache(tmp_path_factory)
     model = tmp_path / "fixed.joblib"
     result = _invoke("-q", "train", tree, "--param", "C=0.001", "-o", model, "--cache", codes_cache)
     assert result.exit_code == 0 and "cross-validated" not in result.stdout
@@ -433,15 +413,18 @@ def test_cli_train_with_fixed_params(tree: Path, codes_cache: Path, tmp_path: Pa
     assert head.named_steps["clf"].C == 0.001
 
 
-def test_cli_train_unknown_param_is_one_line_error(tree: Path, codes_cache: Path, tmp_path: Path) -> None:
+def test_cli_train_unknown_param_is_one_line_error(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check that a hyperparameter the head lacks fails with exit code 1 and one line."""
+    tree = session_tree(tmp_path_factory)
+    codes_cache = session_cache(tmp_path_factory)
     result = _fails("-q", "train", tree, "--param", "alpha=1", "-o", tmp_path / "m.joblib", "--cache", codes_cache)
     assert result.exit_code == 1
     assert result.stderr == "Error: The head 'logistic' has no parameter 'alpha'; its main one is C.\n"
 
 
-def test_cli_train_malformed_param_is_a_usage_error(tree: Path, tmp_path: Path) -> None:
+def test_cli_train_malformed_param_is_a_usage_error(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check that --param without NAME=VALUE is a usage error (exit code 2) naming the option."""
+    tree = session_tree(tmp_path_factory)
     result = _fails("train", tree, "--param", "C", "-o", tmp_path / "m.joblib")
     assert result.exit_code == 2
     assert result.stderr.endswith("Error: Invalid value for '--param': expected NAME=VALUE, got 'C'\n")
@@ -458,8 +441,10 @@ def test_cli_train_unlabelled_folder_is_one_line_error(tmp_path: Path) -> None:
     )
 
 
-def test_cli_evaluate_table_and_json(model_file: Path, codes_cache: Path) -> None:
+def test_cli_evaluate_table_and_json(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check that evaluate prints the report table, or its figures as JSON, with the run options passed through."""
+    codes_cache = session_cache(tmp_path_factory)
+    model_file = session_model(tmp_path_factory)
     args = ("-q", "evaluate", model_file, HYMENOPTERA / "val", "--cache", codes_cache, "--device", "cpu")
     figures = json.loads(_invoke(*args, "--batch-size", "4", "--threads", "1", "--format", "json").stdout)
     assert {"accuracy", "balanced_accuracy", "macro_f1", "n_samples", "per_class"} <= set(figures)
@@ -469,8 +454,10 @@ def test_cli_evaluate_table_and_json(model_file: Path, codes_cache: Path) -> Non
     assert result.stdout.startswith(f"samples 153  accuracy {figures['accuracy']:.4f}  balanced accuracy ")
 
 
-def test_cli_predict_no_cache_gives_the_same_scores(model_file: Path, codes_cache: Path) -> None:
+def test_cli_predict_no_cache_gives_the_same_scores(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check that predict --no-cache recomputes the codes, writes no cache and gives the cached run's scores."""
+    codes_cache = session_cache(tmp_path_factory)
+    model_file = session_model(tmp_path_factory)
     images = [str(path) for path in sorted((HYMENOPTERA / "val" / "ants").glob("*.jpg"))[:3]]
     cached = _invoke("-q", "predict", model_file, *images, "--cache", codes_cache, "--format", "json").stdout
     fresh = _invoke("-q", "predict", model_file, *images, "--no-cache", "--format", "json").stdout
@@ -478,8 +465,10 @@ def test_cli_predict_no_cache_gives_the_same_scores(model_file: Path, codes_cach
     assert cnncodes.cache_info() == []
 
 
-def test_cli_predict_formats(model_file: Path, codes_cache: Path) -> None:
+def test_cli_predict_formats(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check predict's table, csv and json output for one image."""
+    codes_cache = session_cache(tmp_path_factory)
+    model_file = session_model(tmp_path_factory)
     image = sorted((HYMENOPTERA / "val" / "ants").glob("*.jpg"))[0]
     args = ("-q", "predict", model_file, image, "--cache", codes_cache)
     output = json.loads(_invoke(*args, "--format", "json", "--top-k", "1").stdout)
@@ -493,8 +482,9 @@ def test_cli_predict_formats(model_file: Path, codes_cache: Path) -> None:
     assert table[2].startswith(str(image)) and f"{top['class']} {top['score']:.3f}" in table[2]
 
 
-def test_cli_predict_bad_image_exit_3(model_file: Path, tmp_path: Path) -> None:
+def test_cli_predict_bad_image_exit_3(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check that predict lists a bad image on stderr and exits 3 after predicting the good ones."""
+    model_file = session_model(tmp_path_factory)
     files = make_bad_files(tmp_path / "mixed")
     result = _invoke("-q", "predict", model_file, files["good"], files["empty"], "--no-cache", "--format", "json")
     assert result.exit_code == 3
@@ -502,8 +492,10 @@ def test_cli_predict_bad_image_exit_3(model_file: Path, tmp_path: Path) -> None:
     assert [p["path"] for p in json.loads(result.stdout)["predictions"]] == [str(files["good"])]
 
 
-def test_cli_sweep_table_and_json(tree: Path, codes_cache: Path, tmp_path: Path) -> None:
+def test_cli_sweep_table_and_json(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check that sweep ranks layer x head rows with a recommendation, and gives the same rows as JSON."""
+    tree = session_tree(tmp_path_factory)
+    codes_cache = session_cache(tmp_path_factory)
     args = ("-q", "sweep", tree, "--layers", "penultimate", "--cv", "3", "--no-baseline", "--cache", codes_cache)
     result = _invoke(*args, "--format", "json")
     assert result.exit_code == 0
