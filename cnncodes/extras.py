@@ -39,7 +39,7 @@ def import_extra(module: str, extra: str, purpose: str) -> ModuleType:
     >>> import_extra("no_such_module_xyz", "plot", "plotting")
     Traceback (most recent call last):
     ...
-    cnncodes.errors.MissingExtraError: plotting needs no_such_module_xyz (No module named 'no_such_module_xyz'); install it with: pip install 'cnncodes[plot]'
+    cnncodes.errors.MissingExtraError: plotting needs no_such_module_xyz (...); install it with: pip install ...
     """
     try:
         return importlib.import_module(module)

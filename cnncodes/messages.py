@@ -70,7 +70,10 @@ def newer_format_message(subject: object, what: str, version: int, supported: in
     >>> newer_format_message("codes.h5", "cache", 2, 1)
     'codes.h5: cache format version 2 is newer than this cnncodes supports (1); upgrade cnncodes'
     """
-    return f"{subject}: {what} format version {version} is newer than this cnncodes supports ({supported}); upgrade cnncodes"
+    return (
+        f"{subject}: {what} format version {version} is newer than this cnncodes supports ({supported}); "
+        "upgrade cnncodes"
+    )
 
 
 def install_hint(extra: str) -> str:

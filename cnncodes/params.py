@@ -69,34 +69,66 @@ class Parameter:
 
 _DECLARATIONS = (
     # What the codes are: each of these changes the numbers.
-    Parameter("model", DEFAULT_BACKBONE, "Zoo backbone ('cnncodes models') or path of an .onnx file.", kind="any",
-              fingerprint=True),
-    Parameter("layer", None, "Tap, or taps whose codes are concatenated; None: the backbone's default tap.",
-              kind="layer", fingerprint=True),
+    Parameter(
+        "model",
+        DEFAULT_BACKBONE,
+        "Zoo backbone ('cnncodes models') or path of an .onnx file.",
+        kind="any",
+        fingerprint=True,
+    ),
+    Parameter(
+        "layer",
+        None,
+        "Tap, or taps whose codes are concatenated; None: the backbone's default tap.",
+        kind="layer",
+        fingerprint=True,
+    ),
     Parameter("pooling", "avg", "Spatial pooling of feature maps.", POOLINGS, fingerprint=True),
-    Parameter("grid", None, "Pool each cell of a GRID x GRID layout (code length x GRID**2); None: global.",
-              kind="positive_int", fingerprint=True),
-    Parameter("gem_p", 3.0, "Exponent of generalized-mean pooling (pooling='gem' only).", kind="positive_float",
-              fingerprint=True),
-    Parameter("relu", None, "ReLU before pooling; None: only on taps that are not already non-negative.",
-              kind="optional_bool", fingerprint=True),
+    Parameter(
+        "grid",
+        None,
+        "Pool each cell of a GRID x GRID layout (code length x GRID**2); None: global.",
+        kind="positive_int",
+        fingerprint=True,
+    ),
+    Parameter(
+        "gem_p",
+        3.0,
+        "Exponent of generalized-mean pooling (pooling='gem' only).",
+        kind="positive_float",
+        fingerprint=True,
+    ),
+    Parameter(
+        "relu",
+        None,
+        "ReLU before pooling; None: only on taps that are not already non-negative.",
+        kind="optional_bool",
+        fingerprint=True,
+    ),
     Parameter("views", "none", "Test-time views of each image.", VIEWS, fingerprint=True),
-    Parameter("combine", "mean", "How the views' codes combine; 'none' concatenates them.", COMBINES,
-              fingerprint=True),
-    Parameter("normalize", "none", "Per-layer code normalization; 'power' is signed square root then L2.",
-              NORMALIZATIONS, fingerprint=True),
+    Parameter("combine", "mean", "How the views' codes combine; 'none' concatenates them.", COMBINES, fingerprint=True),
+    Parameter(
+        "normalize",
+        "none",
+        "Per-layer code normalization; 'power' is signed square root then L2.",
+        NORMALIZATIONS,
+        fingerprint=True,
+    ),
     Parameter("dtype", "float32", "Storage precision of the codes in the cache.", DTYPES, fingerprint=True),
     # How the run goes: none of these changes the numbers.
-    Parameter("cache", True, "Cache folder; True: $CNNCODES_CACHE or the user cache folder; False: no cache.",
-              kind="any"),
-    Parameter("batch_size", None, "Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.",
-              kind="positive_int"),
+    Parameter(
+        "cache", True, "Cache folder; True: $CNNCODES_CACHE or the user cache folder; False: no cache.", kind="any"
+    ),
+    Parameter(
+        "batch_size", None, "Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.", kind="positive_int"
+    ),
     Parameter("device", "auto", "Execution provider; auto tries TensorRT, CUDA, then the CPU.", DEVICES),
     Parameter("n_threads", None, "onnxruntime intra-op threads; None: every core.", kind="positive_int"),
     Parameter("optimization", "all", "onnxruntime graph optimization level.", OPTIMIZATIONS),
     Parameter("n_workers", None, "Decode threads; None: one per core.", kind="positive_int"),
-    Parameter("on_error", "skip", "'skip': a bad image becomes a failure row and the run goes on; 'raise': stop.",
-              ON_ERRORS),
+    Parameter(
+        "on_error", "skip", "'skip': a bad image becomes a failure row and the run goes on; 'raise': stop.", ON_ERRORS
+    ),
 )
 
 PARAMETERS: dict[str, Parameter] = {p.name: p for p in _DECLARATIONS}
@@ -137,7 +169,7 @@ def check_parameter(name: str, value: Any, owner: str = "") -> None:
     >>> check_parameter("pooling", "mean", owner="CNNCodes")
     Traceback (most recent call last):
     ...
-    cnncodes.errors.InputError: The 'pooling' parameter of CNNCodes must be one of 'avg', 'max', 'gem'. Got 'mean' instead.
+    cnncodes.errors.InputError: The 'pooling' parameter of CNNCodes must be one of 'avg', 'max', 'gem'. Got 'mean' ...
     """
     from .errors import InputError
 

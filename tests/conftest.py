@@ -29,7 +29,7 @@ def cache_path(tmp_path: Path) -> Path:
 
 
 def build_tiny_model(path: Path, size: int = 32) -> Path:
-    """A real two-conv ONNX model: images (N,3,size,size) -> conv1 (N,4,s/2,s/2) -> conv2 (N,6,s/4,s/4) -> vector (N,6)."""
+    """A real two-conv ONNX model: images (N,3,s,s) -> conv1 (N,4,s/2,s/2) -> conv2 (N,6,s/4,s/4) -> vector (N,6)."""
     rng = np.random.default_rng(0)
     inits = [
         numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w1"),

@@ -14,67 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import cnncodes
-from cnncodes.cache import CodeCache, read_codes_file
-from cnncodes.cli import cli
-from cnncodes.errors import ImageDecodeError, InputError, UnknownLayerError
+from cnncodes.cache import CodeCache
+from cnncodes.errors import InputError
 from cnncodes.engine import ExtractionOptions, Extractor
-from tests.badfiles import make_bad_files
+from cnncodes.images import Preprocessing, decode_image, make_views
 from tests.conftest import HYMENOPTERA
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
 
 
-def test_extract_folder_labels_and_paths(image_dir: Path, cache_path: Path) -> None:
-    """Check that a class-per-folder tree gives codes, labels, class names and the paths as given."""
-    result = cnncodes.extract(image_dir, cache=cache_path, progress=False)
-    assert result.codes.shape == (6, 1280) and result.codes.dtype == np.float32
-    assert result.class_names == ["cats", "dogs"] and result.labels.tolist() == [0, 0, 0, 1, 1, 1]
-    assert result.paths[0] == str(image_dir / "cats" / "cats_0.jpg")
-    assert (result.codes >= 0).all() and np.abs(result.codes).sum(axis=1).min() > 0
-    assert result.summary().startswith("6 images, 0 from cache, 0 failed")
-
-
-def test_extract_bad_files_reported_and_rows_aligned(tmp_path: Path, cache_path: Path) -> None:
-    """Check that bad files become failures with reasons, good ones keep their codes, and no zero rows appear."""
-    files = make_bad_files(tmp_path / "mixed")
-    inputs = [str(p) for p in files.values()]
-    result = cnncodes.extract(inputs, cache=cache_path, progress=False)
-    failed = dict(result.failures)
-    assert set(failed) == {str(files[k]) for k in ("truncated", "empty", "garbage", "bomb")}
-    assert failed[str(files["empty"])] == "empty file (0 bytes)"
-    assert result.paths == [p for p in inputs if p not in failed]
-    assert result.indices.tolist() == [i for i, p in enumerate(inputs) if p not in failed]
-    alone = cnncodes.extract([str(files["good"])], cache=False, progress=False)
-    np.testing.assert_allclose(result.codes[0], alone.codes[0], rtol=1e-5, atol=1e-6)
-    assert np.abs(result.codes).sum(axis=1).min() > 0
-
-
-def test_extract_strict_stops_at_first_bad_file(tmp_path: Path) -> None:
-    """Check that on_error='raise' raises the one-line error of the first bad file."""
-    files = make_bad_files(tmp_path / "mixed")
-    with pytest.raises(ImageDecodeError, match=re.escape(f"{files['truncated']}: cannot decode image")):
-        cnncodes.extract([files["good"], files["truncated"]], cache=False, on_error="raise", progress=False)
-
-
-def test_extract_unknown_layer_fails_before_work(image_dir: Path, cache_path: Path) -> None:
-    """Check that an unknown layer is an error before anything is computed or cached."""
-    with pytest.raises(UnknownLayerError, match=re.escape("Unknown layer 'stage9' for backbone 'efficientnet_lite0'.")):
-        cnncodes.extract(image_dir, layer="stage9", cache=cache_path)
-    assert not cache_path.exists()
-
-
-def test_extract_missing_folder(tmp_path: Path) -> None:
-    """Check that a missing input is one line naming it."""
-    with pytest.raises(InputError, match=re.escape(f"{tmp_path / 'nope'}: no such file or folder")):
-        cnncodes.extract(tmp_path / "nope")
-
-
-def test_extract_cache_hit_across_folders(image_dir: Path, tmp_path: Path, cache_path: Path) -> None:
-    """Check that the same files in another folder (another project) are served from the cache, unchanged."""
+def test_extractor_cache_hit_across_folders(image_dir: Path, tmp_path: Path, cache_path: Path) -> None:
+    """Check that the same files in another folder (another project) come from the cache, without inference."""
     copy = tmp_path / "other_project"
     shutil.copytree(image_dir, copy)
     options = ExtractionOptions()
@@ -96,85 +49,6 @@ def test_extract_reuses_single_layer_codes_when_concatenating(image_dir: Path, c
     assert len(stage4.keys()) == 6 and stage4.info().n_shards == 1  # not written twice
 
 
-@pytest.mark.parametrize(
-    "layer,pooling,grid,views,combine,n_features",
-    [
-        ("penultimate", "avg", None, "none", "mean", 1280),
-        ("stage4", "avg", None, "none", "mean", 80),
-        ("stage4", "max", 2, "none", "mean", 320),
-        ("stage4", "gem", None, "flip", "mean", 80),
-        ("stage6", "avg", None, "5crop", "none", 5 * 192),
-        (["stage3", "penultimate"], "avg", 3, "10crop", "max", 40 * 9 + 1280),
-        ("penultimate", "avg", None, "razavian16", "sum", 1280),
-        ("logits", "avg", None, "none", "mean", 1000),
-    ],
-    ids=[
-        "penultimate",
-        "stage4",
-        "max-grid2",
-        "gem-flip",
-        "5crop-none",
-        "two-taps-grid-10crop",
-        "razavian16",
-        "logits",
-    ],
-)
-def test_extract_options_give_documented_dimensions(
-    image_dir: Path, layer, pooling, grid, views, combine, n_features
-) -> None:
-    """Check that views, pooling, grid and several taps give the documented code length."""
-    result = cnncodes.extract(
-        sorted(image_dir.rglob("*.jpg"))[:2],
-        layer=layer,
-        pooling=pooling,
-        grid=grid,
-        views=views,
-        combine=combine,
-        cache=False,
-        progress=False,
-    )
-    assert result.codes.shape == (2, n_features)
-    assert len(result.feature_names) == n_features
-
-
-def test_extract_normalization(image_dir: Path) -> None:
-    """Check that l2 and power normalization give unit rows, and power changes the direction."""
-    paths = sorted(image_dir.rglob("*.jpg"))[:3]
-    plain = cnncodes.extract(paths, cache=False, progress=False).codes
-    l2 = cnncodes.extract(paths, normalize="l2", cache=False, progress=False).codes
-    power = cnncodes.extract(paths, normalize="power", cache=False, progress=False).codes
-    np.testing.assert_allclose(np.linalg.norm(l2, axis=1), 1, rtol=1e-5)
-    np.testing.assert_allclose(l2, plain / np.linalg.norm(plain, axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(np.linalg.norm(power, axis=1), 1, rtol=1e-5)
-    assert not np.allclose(power, l2)
-
-
-def test_extract_arrays_and_pil_images(image_dir: Path, cache_path: Path) -> None:
-    """Check that an N x H x W x 3 array, a list of arrays and PIL images give the same codes."""
-    pixels = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(image_dir.rglob("*.jpg"))[:3]])
-    from_array = cnncodes.extract(pixels, cache=cache_path, progress=False)
-    from_pil = cnncodes.extract([Image.fromarray(p) for p in pixels], cache=cache_path, progress=False)
-    assert from_pil.n_from_cache == 3  # same pixels, same key
-    np.testing.assert_array_equal(from_array.codes, from_pil.codes)
-    assert from_array.paths == ["<array 0>", "<array 1>", "<array 2>"]
-
-
-def test_extract_float16_storage(image_dir: Path, cache_path: Path) -> None:
-    """Check that float16 storage gives the same codes in memory as from the cache."""
-    first = cnncodes.extract(image_dir, dtype="float16", cache=cache_path, progress=False)
-    second = cnncodes.extract(image_dir, dtype="float16", cache=cache_path, progress=False)
-    assert second.n_from_cache == 6
-    np.testing.assert_array_equal(first.codes, second.codes)
-
-
-def test_extract_csv_with_labels(image_dir: Path, tmp_path: Path) -> None:
-    """Check that a CSV of path,label rows (relative to the CSV) gives labels."""
-    csv_path = image_dir / "list.csv"
-    csv_path.write_text("path,label\ncats/cats_0.jpg,cat\ndogs/dogs_1.jpg,dog\ncats/cats_2.jpg,cat\n")
-    result = cnncodes.extract(csv_path, cache=False, progress=False)
-    assert result.class_names == ["cat", "dog"] and result.labels.tolist() == [0, 1, 0]
-
-
 def _extract_script(paths_file: Path, cache_dir: Path, out: Path) -> list[str]:
     code = (
         "import json, sys\n"
@@ -182,7 +56,8 @@ def _extract_script(paths_file: Path, cache_dir: Path, out: Path) -> list[str]:
         "from cnncodes.cache import CodeCache\n"
         f"paths = open({str(paths_file)!r}).read().splitlines()\n"
         f"r = cnncodes.extract(paths, cache=CodeCache({str(cache_dir)!r}, shard_size=32), progress=False)\n"
-        f"open({str(out)!r}, 'w').write(json.dumps({{'from_cache': r.n_from_cache, 'n': len(r.paths), 'failures': r.failures}}))\n"
+        "summary = {'from_cache': r.n_from_cache, 'n': len(r.paths), 'failures': r.failures}\n"
+        f"open({str(out)!r}, 'w').write(json.dumps(summary))\n"
         f"import numpy; numpy.save({str(out) + '.npy'!r}, r.codes)\n"
     )
     return [sys.executable, "-c", code]
@@ -196,13 +71,20 @@ def real_paths(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return paths_file
 
 
+def _wait_for_committed_shards(cache_dir: Path, n_shards: int, process: subprocess.Popen) -> None:
+    """Return once ``n_shards`` shards are committed in the cache (the event a kill must follow), polling the folder."""
+    deadline = time.monotonic() + 300
+    while len(list(cache_dir.glob("*/shards/[!.]*.h5"))) < n_shards:
+        assert process.poll() is None, "the run ended before it committed the shards to wait for"
+        assert time.monotonic() < deadline, "no shard committed in 300 s"
+        time.sleep(0.02)
+
+
 def test_extract_resumes_after_kill_9(real_paths: Path, tmp_path: Path) -> None:
-    """Check that a kill -9 mid-run leaves a readable cache, and a rerun finishes, equals a clean run, and skips completed shards."""
+    """Check that kill -9 after two committed shards leaves a sound cache; a rerun skips them and equals a clean run."""
     cache_dir = tmp_path / "cache"
     process = subprocess.Popen(_extract_script(real_paths, cache_dir, tmp_path / "killed.json"))
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(cache_dir.glob("*/shards/[!.]*.h5"))) < 2:
-        time.sleep(0.05)
+    _wait_for_committed_shards(cache_dir, 2, process)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "killed.json").exists(), "the run finished before it could be killed"
@@ -235,57 +117,6 @@ def test_extract_two_processes_same_cache(real_paths: Path, tmp_path: Path) -> N
     assert after.n_from_cache == 245
 
 
-def test_cli_extract_json_and_codes_file(image_dir: Path, tmp_path: Path, cache_path: Path) -> None:
-    """Check `cnncodes extract --json -o`: last stdout line is JSON, and the codes file matches the library."""
-    out = tmp_path / "codes.h5"
-    result = CliRunner().invoke(
-        cli,
-        ["-q", "extract", str(image_dir), "-o", str(out), "--cache", str(cache_path), "--json"],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0
-    summary = json.loads(result.stdout.splitlines()[-1])
-    assert summary == {
-        "images": 6,
-        "from_cache": 0,
-        "failed": 0,
-        "n_features": 1280,
-        "output": str(out),
-        "failures": [],
-    }
-    content = read_codes_file(out)
-    library = cnncodes.extract(image_dir, cache=cache_path, progress=False)
-    np.testing.assert_array_equal(content.codes, library.codes)
-    assert content.labels.tolist() == library.labels.tolist() and content.class_names == ["cats", "dogs"]
-    assert content.spec["layers"][0]["tap"] == "penultimate"
-
-
-def test_cli_extract_failures_exit_3(tmp_path: Path) -> None:
-    """Check that a run with bad files lists them, ends with the summary line, and exits 3."""
-    files = make_bad_files(tmp_path / "mixed")
-    result = CliRunner().invoke(cli, ["-q", "extract", str(tmp_path / "mixed"), "--no-cache"], catch_exceptions=False)
-    assert result.exit_code == 3
-    assert f"failed: {files['empty']}: empty file (0 bytes)\n" in result.stderr
-    assert result.stdout.startswith(f"{len(files)} images, 0 from cache, 4 failed")
-
-
-def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Check that the README's Python examples run as written, from a folder beside ../shared."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    assert blocks
-    work = tmp_path / "work"
-    work.mkdir()
-    (tmp_path / "shared").symlink_to(HYMENOPTERA.parents[1])
-    monkeypatch.chdir(work)
-    result = CliRunner().invoke(
-        cli, ["-q", "extract", "../shared/data/hymenoptera/val", "-o", "codes.h5"], catch_exceptions=False
-    )
-    assert result.exit_code == 0
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})
-
-
 def test_extract_recomputes_a_file_whose_content_changed(image_dir: Path, cache_path: Path) -> None:
     """Check that a file rewritten in place gets a new key (the memo never serves a stale key) and new codes."""
     target = image_dir / "cats" / "cats_0.jpg"
@@ -296,40 +127,56 @@ def test_extract_recomputes_a_file_whose_content_changed(image_dir: Path, cache_
     assert not np.allclose(after.codes, before.codes)
 
 
-def test_cli_cache_commands(image_dir: Path, cache_path: Path) -> None:
-    """Check `cnncodes cache ls / info / verify / compact / rm` on a real cache."""
-    runner = CliRunner()
-    for layer in ("stage4", "penultimate"):
-        assert (
-            runner.invoke(
-                cli, ["-q", "extract", str(image_dir), "--layer", layer, "--cache", str(cache_path)]
-            ).exit_code
-            == 0
-        )
-    listing = json.loads(
-        runner.invoke(cli, ["cache", "ls", "--cache", str(cache_path), "--json"], catch_exceptions=False).stdout
-    )
-    assert sorted(row["spec"]["tap"] for row in listing) == ["penultimate", "stage4"]
-    assert all(row["n_codes"] == 6 for row in listing)
-    table = runner.invoke(cli, ["cache", "ls", "--cache", str(cache_path)], catch_exceptions=False).stdout
-    assert table.splitlines()[0].split() == ["fingerprint", "model", "layer", "features", "codes", "shards", "MB"]
-    stage4 = next(row["fingerprint"] for row in listing if row["spec"]["tap"] == "stage4")
-    info = runner.invoke(cli, ["cache", "info", stage4[:8], "--cache", str(cache_path)], catch_exceptions=False).stdout
-    assert info.startswith(f"{stage4}\n") and "codes: 6 x 80" in info
-    result = runner.invoke(cli, ["cache", "verify", "--cache", str(cache_path)], catch_exceptions=False)
-    assert result.exit_code == 0 and result.stdout == "2 feature sets verified, 0 damaged shards\n"
-    result = runner.invoke(cli, ["cache", "compact", "--cache", str(cache_path)], catch_exceptions=False)
-    assert result.exit_code == 0 and "-> 1 (6 codes)" in result.stdout
-    result = runner.invoke(cli, ["cache", "rm", stage4[:8], "--cache", str(cache_path)], catch_exceptions=False)
-    assert result.stdout.startswith("removed 1 feature sets")
-    assert runner.invoke(cli, ["cache", "rm", "--cache", str(cache_path)]).exit_code == 2
-
-
-def test_extract_progress_line_on_stderr(image_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Check that progress=True draws one refreshed line with images/s, from-cache and failed counts, and False draws none."""
+def test_extract_progress_line_on_stderr(image_dir: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Check that progress=True draws one refreshed line on stderr (rate, from cache, failed); False draws none."""
     cnncodes.extract(image_dir, cache=False, progress=True)
-    err = capsys.readouterr().err
-    assert err.startswith("\r") and err.endswith("\n")
-    assert re.search(r"6/6 images +[0-9.]+ images/s  0 from cache  0 failed  ETA 0:00", err)
+    err = capfd.readouterr().err
+    assert err.startswith("\r0/6 images  ? images/s  0 from cache  0 failed  ETA ?") and err.count("\n") == 1
+    assert re.search(r"\r6/6 images  [0-9.]+ images/s  0 from cache  0 failed  ETA 00:00\n$", err)
     cnncodes.extract(image_dir, cache=False, progress=False)
-    assert capsys.readouterr().err == ""
+    assert capfd.readouterr().err == ""
+
+
+def test_extractor_layers_settings_and_feature_names() -> None:
+    """Check that layer=None is the backbone's default tap, a list of layers a tuple, and run settings are validated."""
+    assert Extractor(ExtractionOptions(), cache=False).layers == ("penultimate",)
+    both = Extractor(ExtractionOptions(layer=["stage4", "penultimate"]), cache=False)
+    assert both.layers == ("stage4", "penultimate") and both.n_features == 80 + 1280
+    assert both.feature_names()[79:81] == ["efficientnet_lite0_stage4_79", "efficientnet_lite0_penultimate_0"]
+    message = "The 'device' parameter of CNNCodes must be one of 'auto', 'cpu', 'cuda', 'tensorrt'. Got 'gpu' instead."
+    with pytest.raises(InputError, match="^" + re.escape(message) + "$"):
+        Extractor(ExtractionOptions(), device="gpu", owner="CNNCodes")
+    with pytest.raises(TypeError, match="^" + re.escape("Extractor() got unexpected settings quiet") + "$"):
+        Extractor(ExtractionOptions(), quiet=True)
+
+
+def test_extractor_codes_of_pixels_equal_a_run(image_dir: Path) -> None:
+    """Check that codes of already cut model inputs equal the codes of a run on the same images."""
+    extractor = Extractor(ExtractionOptions(views="flip", layer="stage4"), cache=False, progress=False)
+    paths = sorted(image_dir.rglob("*.jpg"))[:2]
+    pre = Preprocessing(224, 0.875, "bicubic", views="flip")
+    pixels = np.stack([view for path in paths for view in make_views(decode_image(path, pre), pre)])
+    np.testing.assert_allclose(extractor.codes_of_pixels(pixels), extractor.run(paths).codes, rtol=1e-5, atol=1e-6)
+
+
+def test_extraction_plan_completed_by_another_process(image_dir: Path, cache_path: Path) -> None:
+    """Check the plan's methods dask uses: cache hits, partitions, codes read back from another writer, failures."""
+    paths = sorted(image_dir.rglob("*.jpg"))
+    extractor = Extractor(ExtractionOptions(layer="stage4"), cache=cache_path, progress=False)
+    extractor.run(paths[:2])
+    plan = extractor.plan([*paths, paths[0].parent / "gone.jpg"])
+    assert plan.n_from_cache == 2 and plan.todo == [2, 3, 4, 5] and list(plan.failures) == [6]
+    assert plan.partitions(3) == [[2, 3, 4], [5]] and plan.sources([5]) == [paths[5]]
+    worker = Extractor(ExtractionOptions(layer="stage4"), cache=CodeCache(cache_path), progress=False)
+    worker.run(plan.sources([2, 3, 4]))  # as a dask worker would, into the shared cache
+    plan.fail_with(5, "lost with its worker")
+    plan.count_computed(3)
+    plan.read_back([2, 3, 4])
+    result = extractor.finish(plan)
+    assert result.failures == [
+        (str(paths[5]), "lost with its worker"),
+        (str(plan.inputs.names[6]), result.failures[1][1]),
+    ]
+    assert result.failures[1][1] == "cannot read file (No such file or directory)" and result.n_from_cache == 2
+    serial = Extractor(ExtractionOptions(layer="stage4"), cache=False).run(paths[:5])
+    np.testing.assert_array_equal(result.codes, serial.codes)

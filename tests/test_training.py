@@ -170,7 +170,10 @@ def test_cli_train_evaluate_predict(small_tree: Path, shared_cache: Path, tmp_pa
         catch_exceptions=False,
     )
     assert result.exit_code == 0
-    pattern = rf"trained logistic on 40 images, 2 classes, cross-validated accuracy [0-9.]+ \(C=[0-9.]+\), 0 failed -> {re.escape(str(model))}\n"
+    pattern = (
+        r"trained logistic on 40 images, 2 classes, cross-validated accuracy [0-9.]+ \(C=[0-9.]+\), 0 failed -> "
+        rf"{re.escape(str(model))}\n"
+    )
     assert re.fullmatch(pattern, result.stdout)
     result = runner.invoke(
         cli,
@@ -203,14 +206,12 @@ def test_cli_train_unlabelled_folder_is_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "flat").mkdir()
     result = CliRunner().invoke(cli, ["-q", "train", str(tmp_path / "flat"), "-o", str(tmp_path / "m.joblib")])
     assert result.exit_code == 1
-    assert (
-        result.stderr
-        == f"Error: {tmp_path / 'flat'}: no labels; give a folder with one subfolder per class, or a CSV of path,label rows\n"
-    )
+    expected = "no labels; give a folder with one subfolder per class, or a CSV of path,label rows"
+    assert result.stderr == f"Error: {tmp_path / 'flat'}: {expected}\n"
 
 
 def test_train_with_fixed_params(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
-    """Check that `--param C=0.001` fixes the head's hyperparameter instead of searching, and a wrong name is one line."""
+    """Check that `--param C=0.001` fixes the head's hyperparameter instead of searching; a wrong name is one line."""
     model = tmp_path / "fixed.joblib"
     result = CliRunner().invoke(
         cli,
