@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import cnncodes
 from cnncodes import CNNCodes
-from cnncodes.cli import cli
 from cnncodes.errors import InputError
 from cnncodes.training import load_labelled_codes
 from tests.badfiles import make_bad_files
@@ -146,83 +143,3 @@ def test_load_labelled_codes_refuses_unlabelled_data(tmp_path: Path) -> None:
     expected = f"{codes_file}: the codes file has no labels; extract from a class-per-folder tree or a labelled CSV"
     with pytest.raises(InputError, match=re.escape(expected)):
         load_labelled_codes(codes_file, CNNCodes(cache=False))
-
-
-def test_cli_train_evaluate_predict(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
-    """Check the train -> evaluate -> predict commands as a user runs them."""
-    model = tmp_path / "model.joblib"
-    runner = CliRunner()
-    result = runner.invoke(
-        cli,
-        [
-            "-q",
-            "train",
-            str(small_tree),
-            "--head",
-            "logistic",
-            "--cv",
-            "3",
-            "-o",
-            str(model),
-            "--cache",
-            str(shared_cache),
-        ],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0
-    pattern = (
-        r"trained logistic on 40 images, 2 classes, cross-validated accuracy [0-9.]+ \(C=[0-9.]+\), 0 failed -> "
-        rf"{re.escape(str(model))}\n"
-    )
-    assert re.fullmatch(pattern, result.stdout)
-    result = runner.invoke(
-        cli,
-        ["-q", "evaluate", str(model), str(HYMENOPTERA / "val"), "--json", "--cache", str(shared_cache)],
-        catch_exceptions=False,
-    )
-    figures = json.loads(result.stdout.splitlines()[-1])
-    assert {"accuracy", "balanced_accuracy", "macro_f1", "n_samples", "per_class"} <= set(figures) and figures[
-        "n_samples"
-    ] == 153
-    image = sorted((HYMENOPTERA / "val" / "ants").glob("*.jpg"))[0]
-    result = runner.invoke(
-        cli,
-        ["-q", "predict", str(model), str(image), "--format", "json", "--top-k", "1", "--cache", str(shared_cache)],
-        catch_exceptions=False,
-    )
-    output = json.loads(result.stdout)
-    assert output["score"] == "probability" and output["predictions"][0]["path"] == str(image)
-    assert len(output["predictions"][0]["top"]) == 1
-    result = runner.invoke(
-        cli,
-        ["-q", "predict", str(model), str(image), "--format", "csv", "--cache", str(shared_cache)],
-        catch_exceptions=False,
-    )
-    assert result.stdout.splitlines()[0] == "path,rank,class,score" and len(result.stdout.splitlines()) == 3
-
-
-def test_cli_train_unlabelled_folder_is_one_line_error(tmp_path: Path) -> None:
-    """Check that training on a folder without class subfolders fails in one line."""
-    (tmp_path / "flat").mkdir()
-    result = CliRunner().invoke(cli, ["-q", "train", str(tmp_path / "flat"), "-o", str(tmp_path / "m.joblib")])
-    assert result.exit_code == 1
-    expected = "no labels; give a folder with one subfolder per class, or a CSV of path,label rows"
-    assert result.stderr == f"Error: {tmp_path / 'flat'}: {expected}\n"
-
-
-def test_train_with_fixed_params(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
-    """Check that `--param C=0.001` fixes the head's hyperparameter instead of searching; a wrong name is one line."""
-    model = tmp_path / "fixed.joblib"
-    result = CliRunner().invoke(
-        cli,
-        ["-q", "train", str(small_tree), "--param", "C=0.001", "-o", str(model), "--cache", str(shared_cache)],
-        catch_exceptions=False,
-    )
-    assert result.exit_code == 0 and "cross-validated" not in result.stdout
-    head = cnncodes.load_model(model).pipeline.named_steps["head"]
-    assert head.named_steps["clf"].C == 0.001
-    result = CliRunner().invoke(
-        cli, ["-q", "train", str(small_tree), "--param", "alpha=1", "-o", str(model), "--cache", str(shared_cache)]
-    )
-    assert result.exit_code == 1
-    assert result.stderr == "Error: The head 'logistic' has no parameter 'alpha'; its main one is C.\n"
