@@ -10,21 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
-    CacheFormatError,
-    CnnCodesError,
-    DownloadError,
-    ImageDecodeError,
-    InputError,
-    MissingExtraError,
-    ModelFileError,
-    ModelMismatchError,
-    ModelMismatchWarning,
-    ProviderFallbackWarning,
-    UnknownBackboneError,
-    UnknownLayerError,
-    WeightsFormatError,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F403  (the hierarchy is public as a whole)
 from .version import VERSION as __version__
 
 # public name -> the module that defines it
@@ -44,8 +31,8 @@ _LAZY = {
     "predict": "prediction",
     "Prediction": "prediction",
     "PredictionResult": "prediction",
-    "sweep": "sweep",
-    "SweepResult": "sweep",
+    "sweep": "selection",
+    "SweepResult": "selection",
     "Report": "report",
     "ModelBundle": "persist",
     "save_model": "persist",
@@ -74,23 +61,7 @@ _LAZY = {
     "models_dir": "paths",
 }
 
-__all__ = [
-    "__version__",
-    *_LAZY,
-    "CnnCodesError",
-    "UnknownBackboneError",
-    "UnknownLayerError",
-    "WeightsFormatError",
-    "ModelFileError",
-    "DownloadError",
-    "ImageDecodeError",
-    "InputError",
-    "CacheFormatError",
-    "MissingExtraError",
-    "ModelMismatchError",
-    "ProviderFallbackWarning",
-    "ModelMismatchWarning",
-]
+__all__ = ["__version__", *_LAZY, *_errors.__all__]
 
 
 def __getattr__(name: str) -> Any:
@@ -128,7 +99,7 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
     from .persist import ModelBundle, load_model, save_model
     from .prediction import Prediction, PredictionResult, predict
     from .report import Report
-    from .sweep import SweepResult, sweep
+    from .selection import SweepResult, sweep
     from .training import TrainResult, train
     from .transformer import CNNCodes
     from .weights import load_state_dict

@@ -10,7 +10,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .featurespec import ExtractionOptions, FeatureSetSpec
 from .images import decode_image, make_views, n_views
 from .inputs import Inputs, Source, read_inputs
 from .modelfiles import ensure_model_file, resolve_backbone
-from .params import RUN_PARAMETERS, batch_size_for, check_parameter, default, largest_batch_size
+from .params import RUN_PARAMETERS, RunOptions, batch_size_for, check_parameter, default, largest_batch_size
 from .pooling import code_length, combine_views, normalize_codes, pool
 from .progress import Progress
 from .runtime import Session
@@ -36,15 +36,9 @@ __all__ = ["ExtractionOptions", "ExtractionResult", "ExtractionPlan", "Extractor
 logger = logging.getLogger("cnncodes")
 
 
-class RunSettings(TypedDict, total=False):
+class RunSettings(RunOptions, total=False):
     """How an :class:`Extractor` runs (none of it changes the codes); see :mod:`cnncodes.params`."""
 
-    cache: CodeCache | Path | str | bool | None  # True: the default folder; False or None: no cache
-    batch_size: int | None  # None: by device (params.batch_size_for)
-    device: str
-    n_threads: int | None
-    optimization: str
-    n_workers: int | None  # decode threads; None: one per core
     on_error: str  # "skip" | "raise"
     progress: bool | None  # None: only on a terminal
     owner: str  # the estimator that parameter errors name
@@ -392,23 +386,11 @@ class Extractor:
         self._session_lock = threading.Lock()
 
     def run(self, inputs: Any) -> ExtractionResult:
-        """Extract the codes of ``inputs``, reading what the cache holds and storing what is computed.
+        """Extract the codes of ``inputs`` (any form :func:`cnncodes.inputs.read_inputs` accepts).
 
-        Parameters
-        ----------
-        inputs : object
-            Any form :func:`cnncodes.inputs.read_inputs` accepts.
-
-        Returns
-        -------
-        ExtractionResult
-
-        Raises
-        ------
-        InputError
-            For inputs that cannot be read.
-        ImageDecodeError
-            With ``on_error="raise"``, at the first bad image.
+        What the cache holds is read, what is computed is stored, and what was computed is
+        kept whatever stops the run. Raises :class:`InputError` for inputs that cannot be
+        read and, with ``on_error="raise"``, :class:`ImageDecodeError` at the first bad image.
         """
         plan = self.plan(inputs)
         try:

@@ -4,28 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from .errors import InputError
-from .params import default
-from .persist import ModelBundle, load_model
+from .params import RunOptions
+from .persist import ModelBundle
 from .prediction import class_scores, runtime_codes
 from .report import Report, make_report, write_report
 from .training import load_labelled_codes
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["EvaluationResult", "evaluate"]
 
 
 @dataclass
 class EvaluationResult:
-    """The report of a model on labelled data, the images that failed, and the files written.
-
-    Examples
-    --------
-    See :func:`evaluate`.
-    """
+    """What :func:`evaluate` found: the report, the images that failed, and the files written."""
 
     report: Report
     failures: list[tuple[str, str]]  # (path, reason)
@@ -37,35 +35,21 @@ def evaluate(
     data: str | Path | Sequence[str | Path],
     *,
     report_dir: str | Path | None = None,
-    cache: bool | str | Path = default("cache"),
-    batch_size: int | None = default("batch_size"),
-    device: str = default("device"),
-    n_threads: int | None = default("n_threads"),
-    optimization: str = default("optimization"),
-    n_workers: int | None = default("n_workers"),
+    **run: Unpack[RunOptions],
 ) -> EvaluationResult:
     """Score a saved model on labelled images or on a codes file of the same feature set.
 
     Parameters
     ----------
     model : str, Path or ModelBundle
-        A model file from :func:`cnncodes.train`, or its bundle.
+        The model to score: a file that :func:`cnncodes.train` wrote, or its bundle.
     data : str, Path or sequence
         Labelled images (a class-per-folder tree, a labelled CSV) or a codes file.
     report_dir : str, Path or None, default=None
         Also write ``report.json`` and PNG plots there (needs matplotlib).
-    cache : bool, str or Path, default=True
-        As for :class:`cnncodes.CNNCodes`; so are the other run parameters.
-    batch_size : int or None, default=None
-        Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
-    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
-        Execution provider.
-    n_threads : int or None, default=None
-        onnxruntime intra-op threads; None: every core.
-    optimization : {"disable", "basic", "extended", "all"}, default="all"
-        onnxruntime graph optimization level.
-    n_workers : int or None, default=None
-        Decode threads; None: one per core.
+    **run : run options
+        ``cache``, ``batch_size``, ``device``, ``n_threads``, ``optimization``,
+        ``n_workers``: as for :class:`cnncodes.CNNCodes` (declared in :mod:`cnncodes.params`).
 
     Returns
     -------
@@ -81,22 +65,20 @@ def evaluate(
 
     Examples
     --------
-    >>> import shutil, tempfile
+    >>> from tempfile import TemporaryDirectory
     >>> from cnncodes import CNNCodes, train
-    >>> folder = Path(tempfile.mkdtemp())
     >>> images = Path("../shared/data/hymenoptera")
-    >>> for split, n in (("train", 6), ("val", 2)):
-    ...     files = [(p, c) for c in ("ants", "bees") for p in sorted((images / split / c).glob("*"))[:n]]
-    ...     _ = (folder / f"{split}.csv").write_text("".join(f"{p.resolve()},{c}\\n" for p, c in files))
-    >>> model = train(folder / "train.csv", codes=CNNCodes(cache=False), cv=2).bundle
-    >>> report = evaluate(model, folder / "val.csv", cache=False).report
+    >>> with TemporaryDirectory() as tmp:
+    ...     for split, n in (("train", 6), ("val", 2)):
+    ...         files = [(p, c) for c in ("ants", "bees") for p in sorted((images / split / c).glob("*"))[:n]]
+    ...         _ = Path(tmp, f"{split}.csv").write_text("".join(f"{p.resolve()},{c}\\n" for p, c in files))
+    ...     model = train(Path(tmp, "train.csv"), codes=CNNCodes(cache=False), cv=2).bundle
+    ...     report = evaluate(model, Path(tmp, "val.csv"), cache=False).report
     >>> report.n_samples, report.class_names
     (4, ['ants', 'bees'])
-    >>> shutil.rmtree(folder)
     """
-    bundle = model if isinstance(model, ModelBundle) else load_model(model)
-    run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
-    labelled = load_labelled_codes(data, runtime_codes(bundle, **run, n_workers=n_workers))
+    bundle, codes = runtime_codes(model, "evaluate", **run)
+    labelled = load_labelled_codes(data, codes)
     if labelled.source is not None and labelled.spec.get("layers") != bundle.spec.get("layers"):
         message = (
             f"{labelled.source}: its codes are of another feature set than the model's; evaluate on the images instead"

@@ -285,20 +285,5 @@ class FeatureSetSpec:
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSetSpec:
-        """Read back what :meth:`to_json` wrote.
-
-        Parameters
-        ----------
-        text : str
-            JSON of a feature-set spec.
-
-        Returns
-        -------
-        FeatureSetSpec
-
-        Raises
-        ------
-        CacheFormatError
-            As :meth:`from_dict`.
-        """
+        """Read back what :meth:`to_json` wrote; a ``CacheFormatError`` as :meth:`from_dict` if it is not a spec."""
         return cls.from_dict(json.loads(text))

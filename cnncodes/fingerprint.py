@@ -16,20 +16,8 @@ _FILE_CHUNK_BYTES = 1 << 20
 
 
 def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``.
+    """Hex sha256 (64 digits) of ``data``, e.g. a whole image file.
 
-    Parameters
-    ----------
-    data : bytes
-        Any bytes, e.g. a whole image file.
-
-    Returns
-    -------
-    str
-        64 hex digits.
-
-    Examples
-    --------
     >>> sha256_bytes(b"")[:16]
     'e3b0c44298fc1c14'
     """
@@ -37,25 +25,10 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path | str) -> str:
-    """Hex sha256 of a file's bytes, read in chunks (the same as :func:`sha256_bytes` of its content).
+    """Hex sha256 of a file's bytes, read in chunks: equal to :func:`sha256_bytes` of its content.
 
-    Parameters
-    ----------
-    path : Path or str
-        The file.
+    Raises ``OSError`` if the file cannot be read.
 
-    Returns
-    -------
-    str
-        64 hex digits.
-
-    Raises
-    ------
-    OSError
-        If the file cannot be read.
-
-    Examples
-    --------
     >>> import os, tempfile
     >>> handle, name = tempfile.mkstemp()
     >>> os.close(handle)
@@ -71,20 +44,10 @@ def sha256_file(path: Path | str) -> str:
 
 
 def sha256_array(array: np.ndarray) -> str:
-    """Hex sha256 of an array's bytes, shape and dtype (so a reshape is another key).
+    """Hex sha256 of an array's bytes, shape and dtype, so a reshape is another key.
 
-    Parameters
-    ----------
-    array : ndarray
-        Any array; non-contiguous arrays hash as their contiguous copy.
+    Non-contiguous arrays hash as their contiguous copy.
 
-    Returns
-    -------
-    str
-        64 hex digits.
-
-    Examples
-    --------
     >>> pixels = np.zeros((2, 3), np.uint8)
     >>> sha256_array(pixels) == sha256_array(pixels.reshape(3, 2))
     False

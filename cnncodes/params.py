@@ -8,9 +8,13 @@ repeats a default or a choice list.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence, TypedDict
 
 from .messages import invalid_value_message, one_of_message
+
+if TYPE_CHECKING:
+    from .cache import CodeCache
 
 __all__ = [
     "Parameter",
@@ -33,6 +37,8 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "POWER_EXPONENT",
     "ESTIMATOR_ON_ERROR",
+    "RunOptions",
+    "ExtractParameters",
 ]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
@@ -67,71 +73,73 @@ class Parameter:
         return "--" + self.name.replace("_", "-")
 
 
+# A declaration table, one entry a parameter, read across: kept out of the formatter.
+# fmt: off
 _DECLARATIONS = (
     # What the codes are: each of these changes the numbers.
-    Parameter(
-        "model",
-        DEFAULT_BACKBONE,
-        "Zoo backbone ('cnncodes models') or path of an .onnx file.",
-        kind="any",
-        fingerprint=True,
-    ),
-    Parameter(
-        "layer",
-        None,
-        "Tap, or taps whose codes are concatenated; None: the backbone's default tap.",
-        kind="layer",
-        fingerprint=True,
-    ),
+    Parameter("model", DEFAULT_BACKBONE, "Zoo backbone ('cnncodes models') or path of an .onnx file.", kind="any",
+              fingerprint=True),
+    Parameter("layer", None, "Tap, or taps whose codes are concatenated; None: the backbone's default tap.",
+              kind="layer", fingerprint=True),
     Parameter("pooling", "avg", "Spatial pooling of feature maps.", POOLINGS, fingerprint=True),
-    Parameter(
-        "grid",
-        None,
-        "Pool each cell of a GRID x GRID layout (code length x GRID**2); None: global.",
-        kind="positive_int",
-        fingerprint=True,
-    ),
-    Parameter(
-        "gem_p",
-        3.0,
-        "Exponent of generalized-mean pooling (pooling='gem' only).",
-        kind="positive_float",
-        fingerprint=True,
-    ),
-    Parameter(
-        "relu",
-        None,
-        "ReLU before pooling; None: only on taps that are not already non-negative.",
-        kind="optional_bool",
-        fingerprint=True,
-    ),
+    Parameter("grid", None, "Pool each cell of a GRID x GRID layout (code length x GRID**2); None: global.",
+              kind="positive_int", fingerprint=True),
+    Parameter("gem_p", 3.0, "Exponent of generalized-mean pooling (pooling='gem' only).", kind="positive_float",
+              fingerprint=True),
+    Parameter("relu", None, "ReLU before pooling; None: only on taps that are not already non-negative.",
+              kind="optional_bool", fingerprint=True),
     Parameter("views", "none", "Test-time views of each image.", VIEWS, fingerprint=True),
-    Parameter("combine", "mean", "How the views' codes combine; 'none' concatenates them.", COMBINES, fingerprint=True),
-    Parameter(
-        "normalize",
-        "none",
-        "Per-layer code normalization; 'power' is signed square root then L2.",
-        NORMALIZATIONS,
-        fingerprint=True,
-    ),
+    Parameter("combine", "mean", "How the views' codes combine; 'none' concatenates them.", COMBINES,
+              fingerprint=True),
+    Parameter("normalize", "none", "Per-layer code normalization; 'power' is signed square root then L2.",
+              NORMALIZATIONS, fingerprint=True),
     Parameter("dtype", "float32", "Storage precision of the codes in the cache.", DTYPES, fingerprint=True),
     # How the run goes: none of these changes the numbers.
-    Parameter(
-        "cache", True, "Cache folder; True: $CNNCODES_CACHE or the user cache folder; False: no cache.", kind="any"
-    ),
-    Parameter(
-        "batch_size", None, "Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.", kind="positive_int"
-    ),
+    Parameter("cache", True, "Cache folder; True: $CNNCODES_CACHE or the user cache folder; False: no cache.",
+              kind="any"),
+    Parameter("batch_size", None, "Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.",
+              kind="positive_int"),
     Parameter("device", "auto", "Execution provider; auto tries TensorRT, CUDA, then the CPU.", DEVICES),
     Parameter("n_threads", None, "onnxruntime intra-op threads; None: every core.", kind="positive_int"),
     Parameter("optimization", "all", "onnxruntime graph optimization level.", OPTIMIZATIONS),
     Parameter("n_workers", None, "Decode threads; None: one per core.", kind="positive_int"),
-    Parameter(
-        "on_error", "skip", "'skip': a bad image becomes a failure row and the run goes on; 'raise': stop.", ON_ERRORS
-    ),
+    Parameter("on_error", "skip", "'skip': a bad image becomes a failure row and the run goes on; 'raise': stop.",
+              ON_ERRORS),
 )
+# fmt: on
 
 PARAMETERS: dict[str, Parameter] = {p.name: p for p in _DECLARATIONS}
+
+
+# The types of the declared parameters, for the functions that take them as keywords (PEP 692); names,
+# defaults and help stay in the declarations above (a test checks that the two name the same parameters).
+class RunOptions(TypedDict, total=False):
+    """How a run goes, none of it changing the codes: the keywords of evaluate and predict."""
+
+    cache: CodeCache | Path | str | bool | None  # True: the default folder; False or None: no cache
+    batch_size: int | None  # None: by device (batch_size_for)
+    device: str
+    n_threads: int | None
+    optimization: str
+    n_workers: int | None  # decode threads; None: one per core
+
+
+class ExtractParameters(RunOptions, total=False):
+    """Every declared parameter: the keywords of extract (CNNCodes takes them under the same names)."""
+
+    model: str
+    layer: str | Sequence[str] | None
+    pooling: str
+    grid: int | None
+    gem_p: float
+    relu: bool | None
+    views: str
+    combine: str
+    normalize: str
+    dtype: str
+    on_error: str  # "skip" | "raise"
+
+
 CODE_PARAMETERS: tuple[str, ...] = tuple(p.name for p in _DECLARATIONS if p.fingerprint)
 RUN_PARAMETERS: tuple[str, ...] = tuple(p.name for p in _DECLARATIONS if not p.fingerprint)
 

@@ -32,13 +32,12 @@ def default_cache_dir() -> Path:
 def models_dir() -> Path:
     """Where built and downloaded ONNX files, weights and TensorRT caches go.
 
-    ``CNNCODES_MODELS_DIR`` if set, else ``<cache>/models``; never the installed
-    package or the source tree. Model cards placed here join the zoo.
+    Never the installed package or the source tree. Model cards placed here join the zoo.
 
     Returns
     -------
     Path
-        It may not exist yet.
+        ``CNNCODES_MODELS_DIR`` if set, else ``<cache>/models``; the folder may not exist yet.
 
     Examples
     --------

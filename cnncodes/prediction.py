@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 from sklearn.base import clone
 
 from .datasets import load_dataset
-from .params import default
+from .params import RunOptions
 from .persist import ModelBundle, load_model
 from .transformer import CNNCodes
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Prediction", "PredictionResult", "predict", "class_scores", "runtime_codes"]
 
@@ -53,37 +56,44 @@ def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
     return scores, "decision score"
 
 
-def runtime_codes(bundle: ModelBundle, **run: Any) -> CNNCodes:
-    """A fitted copy of the bundle's CNNCodes step with these run options, skipping bad images.
+def runtime_codes(model: str | Path | ModelBundle, caller: str, **run: Any) -> tuple[ModelBundle, CNNCodes]:
+    """A model's bundle, and a fitted copy of its CNNCodes step with these run options, skipping bad images.
 
     Parameters
     ----------
-    bundle : ModelBundle
-        A trained model.
+    model : str, Path or ModelBundle
+        A model file, or its bundle; the bundle's own steps are left as they are.
+    caller : str
+        The public function asking, named in the error for an unknown keyword.
     **run
-        Run parameters of :class:`cnncodes.CNNCodes` (``cache``, ``batch_size``, ``device``,
-        ``n_threads``, ``optimization``, ``n_workers``); the feature set stays the model's.
+        Keywords of :class:`cnncodes.params.RunOptions`; the feature set stays the model's.
 
     Returns
     -------
-    CNNCodes
-        Fitted; the bundle's own step is left as it is.
+    bundle : ModelBundle
+    codes : CNNCodes
+        Fitted.
+
+    Raises
+    ------
+    TypeError
+        For a keyword that is not a run option, in Python's own wording.
 
     Examples
     --------
     See :func:`predict`.
     """
-    return clone(bundle.pipeline.named_steps["codes"]).set_params(**run, on_error="skip").fit()
+    unknown = sorted(set(run) - set(RunOptions.__annotations__))
+    if unknown:
+        message = f"{caller}() got an unexpected keyword argument {unknown[0]!r}"
+        raise TypeError(message)
+    bundle = model if isinstance(model, ModelBundle) else load_model(model)
+    return bundle, clone(bundle.pipeline.named_steps["codes"]).set_params(**run, on_error="skip").fit()
 
 
 @dataclass
 class Prediction:
-    """Top classes of one image.
-
-    Examples
-    --------
-    See :func:`predict`.
-    """
+    """Top classes of one image. Made by :func:`predict`."""
 
     path: str
     top: list[tuple[str, float]]  # (class name, score), best first
@@ -91,12 +101,7 @@ class Prediction:
 
 @dataclass
 class PredictionResult:
-    """Predictions of a model on images, and the images that failed.
-
-    Examples
-    --------
-    See :func:`predict`.
-    """
+    """Predictions of a model on images, and the images that failed. Made by :func:`predict`."""
 
     predictions: list[Prediction]
     score_kind: str  # "probability" or "decision score"
@@ -108,12 +113,7 @@ def predict(
     inputs: str | Path | Sequence[Any],
     *,
     top_k: int = 5,
-    cache: bool | str | Path = default("cache"),
-    batch_size: int | None = default("batch_size"),
-    device: str = default("device"),
-    n_threads: int | None = default("n_threads"),
-    optimization: str = default("optimization"),
-    n_workers: int | None = default("n_workers"),
+    **run: Unpack[RunOptions],
 ) -> PredictionResult:
     """Predict the classes of images with a saved model.
 
@@ -125,18 +125,9 @@ def predict(
         Image files and folders (folders are searched), a CSV, or arrays.
     top_k : int, default=5
         How many classes per image (at most the number of classes).
-    cache : bool, str or Path, default=True
-        As for :class:`cnncodes.CNNCodes`; so are the other run parameters.
-    batch_size : int or None, default=None
-        Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
-    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
-        Execution provider.
-    n_threads : int or None, default=None
-        onnxruntime intra-op threads; None: every core.
-    optimization : {"disable", "basic", "extended", "all"}, default="all"
-        onnxruntime graph optimization level.
-    n_workers : int or None, default=None
-        Decode threads; None: one per core.
+    **run : run options
+        ``cache``, ``batch_size``, ``device``, ``n_threads``, ``optimization``,
+        ``n_workers``: as for :class:`cnncodes.CNNCodes` (declared in :mod:`cnncodes.params`).
 
     Returns
     -------
@@ -165,9 +156,7 @@ def predict(
     ('probability', ['bees'])
     >>> shutil.rmtree(folder)
     """
-    bundle = model if isinstance(model, ModelBundle) else load_model(model)
-    run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
-    codes = runtime_codes(bundle, **run, n_workers=n_workers)
+    bundle, codes = runtime_codes(model, "predict", **run)
     sources = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if sources and all(isinstance(s, (str, Path)) for s in sources):
         sources = load_dataset(sources).paths  # folders are searched for images

@@ -121,22 +121,8 @@ def make_report(
 
 
 def write_json(document: Any, path: Path | str) -> Path:
-    """Write ``document`` as indented JSON with a final newline, atomically.
+    """Write plain JSON data to ``path`` as indented JSON with a final newline, atomically; return ``path``.
 
-    Parameters
-    ----------
-    document : object
-        Plain JSON data.
-    path : Path or str
-        The file.
-
-    Returns
-    -------
-    Path
-        ``path``.
-
-    Examples
-    --------
     >>> import shutil, tempfile
     >>> folder = Path(tempfile.mkdtemp())
     >>> write_json({"accuracy": 1.0}, folder / "report.json").read_text()

@@ -121,12 +121,7 @@ def load_labelled_codes(
 
 @dataclass
 class TrainResult:
-    """What :func:`train` made: the model, where it was saved, and the cross-validation figures.
-
-    Examples
-    --------
-    See :func:`train`.
-    """
+    """What :func:`train` made: the model, where it was saved, and the cross-validation figures."""
 
     bundle: ModelBundle
     path: Path | None

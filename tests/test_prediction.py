@@ -93,10 +93,16 @@ def test_runtime_codes_leaves_the_bundle_untouched(trained: Path) -> None:
     """Check that runtime_codes returns a fitted copy with the run options and skipping, and changes no bundle step."""
     bundle = cnncodes.load_model(trained)
     before = bundle.pipeline.named_steps["codes"].get_params()
-    codes = runtime_codes(bundle, cache=False, batch_size=3, device="cpu")
-    assert codes is not bundle.pipeline.named_steps["codes"] and codes.n_features_out_ == 1280
+    same, codes = runtime_codes(bundle, "predict", cache=False, batch_size=3, device="cpu")
+    assert same is bundle and codes is not bundle.pipeline.named_steps["codes"] and codes.n_features_out_ == 1280
     assert (codes.cache, codes.batch_size, codes.device, codes.on_error) == (False, 3, "cpu", "skip")
     assert bundle.pipeline.named_steps["codes"].get_params() == before
+
+
+def test_predict_unknown_run_option_is_a_type_error(trained: Path) -> None:
+    """Check that a keyword that is no run option fails as Python's own unexpected-keyword error, naming it."""
+    with pytest.raises(TypeError, match=re.escape("predict() got an unexpected keyword argument 'pooling'")):
+        cnncodes.predict(trained, [], pooling="max")
 
 
 @pytest.mark.parametrize(

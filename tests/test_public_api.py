@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import pkgutil
 import re
 
 import pytest
@@ -40,8 +41,7 @@ def test_public_function_has_numpydoc(name: str) -> None:
     signature = inspect.signature(function)
     expected = {"Returns", "Examples"} | ({"Parameters"} if signature.parameters else set())
     assert expected <= sections, f"{name}: missing {sorted(expected - sections)}"
-    documented = set(re.findall(r"^    (\w+) :", inspect.getdoc(function) or "", flags=re.M))
-    documented |= set(re.findall(r"^(\w+) :", inspect.getdoc(function) or "", flags=re.M))
+    documented = set(re.findall(r"^(?:    )?\**(\w+) :", inspect.getdoc(function) or "", flags=re.M))
     assert set(signature.parameters) <= documented, f"{name}: undocumented {set(signature.parameters) - documented}"
     unannotated = [p for p, v in signature.parameters.items() if v.annotation is inspect.Parameter.empty]
     assert not unannotated and signature.return_annotation is not inspect.Signature.empty, name
@@ -59,12 +59,36 @@ def test_public_class_has_docstring_with_examples_or_fields(name: str) -> None:
 
 @pytest.mark.parametrize("name", params.CODE_PARAMETERS + params.RUN_PARAMETERS)
 def test_parameter_defaults_are_declared_once(name: str) -> None:
-    """Check that extract() and CNNCodes take every declared parameter with the declared default."""
-    extract_default = inspect.signature(cnncodes.extract).parameters[name].default
+    """Check that CNNCodes takes every declared parameter with its declared default, and extract() types it."""
     estimator_default = inspect.signature(cnncodes.CNNCodes).parameters[name].default
-    assert extract_default == params.default(name)
     expected = params.ESTIMATOR_ON_ERROR if name == "on_error" else params.default(name)
     assert estimator_default == expected
+    assert name in params.ExtractParameters.__annotations__ or name in params.RunOptions.__annotations__
+
+
+def test_keyword_types_name_the_declared_parameters() -> None:
+    """Check that the keyword types of extract (every parameter) and evaluate/predict (run options) match params."""
+    assert set(params.ExtractParameters.__optional_keys__) == set(params.PARAMETERS)
+    assert set(params.RunOptions.__optional_keys__) == set(params.RUN_PARAMETERS) - {"on_error"}
+    for function in (cnncodes.extract, cnncodes.evaluate, cnncodes.predict):
+        keywords = [p for p in inspect.signature(function).parameters.values() if p.kind is p.VAR_KEYWORD]
+        assert len(keywords) == 1, function.__name__
+
+
+def test_extract_takes_declared_defaults_and_refuses_unknown_keywords() -> None:
+    """Check that extract() without options uses the declared defaults, and an unknown keyword is Python's error."""
+    import numpy as np
+
+    result = cnncodes.extract(np.full((1, 64, 64, 3), 128, np.uint8), cache=False, progress=False)
+    assert result.spec["layers"][0]["tap"] == "penultimate" and result.codes.shape == (1, 1280)
+    with pytest.raises(TypeError, match=re.escape("extract() got an unexpected keyword argument 'layers'")):
+        cnncodes.extract([], layers="stage4")
+
+
+def test_no_public_name_is_shadowed_by_a_submodule() -> None:
+    """Check that no public function or class shares its name with a cnncodes module (importing it would shadow it)."""
+    modules = {module.name for module in pkgutil.iter_modules(cnncodes.__path__)}
+    assert not modules & set(cnncodes.__all__)
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:

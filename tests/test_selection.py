@@ -11,7 +11,7 @@ import pytest
 import cnncodes
 from cnncodes import CNNCodes
 from cnncodes.errors import InputError
-from cnncodes.sweep import BASELINE, SweepResult, default_layer_sets, sweep
+from cnncodes.selection import BASELINE, SweepResult, default_layer_sets, sweep
 from tests.conftest import HYMENOPTERA
 from tests.test_training import session_cache, session_tree
 

@@ -33,12 +33,7 @@ _BASELINE_SIZE = 32  # the no-transfer baseline: heads on 32 x 32 RGB thumbnails
 
 @dataclass
 class SweepRow:
-    """The score of one feature set with one head and hyperparameter value.
-
-    Examples
-    --------
-    See :func:`sweep`.
-    """
+    """The score of one feature set with one head and hyperparameter value. Made by :func:`sweep`."""
 
     model: str  # "-" for the raw-pixel baseline
     features: str  # "stage4", "stage3+stage4", or "raw pixels"
@@ -55,12 +50,7 @@ class SweepRow:
 
 @dataclass
 class SweepResult:
-    """Every row, best first by balanced accuracy, and a recommendation.
-
-    Examples
-    --------
-    See :func:`sweep`.
-    """
+    """Every row, best first by balanced accuracy, and a recommendation. Made by :func:`sweep`."""
 
     rows: list[SweepRow]  # all rows, ranked
     protocol: str  # "5-fold stratified CV" or "validation split: PATH"
