@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from .enginecache import EngineFolder
 
 __all__ = [
+    "ProviderChoice",
+    "Attempt",
+    "captured_output",
     "PROVIDERS",
     "AUTO_ORDER",
     "ProviderEntry",
@@ -24,6 +37,67 @@ PROVIDERS = {
 }
 AUTO_ORDER = ("tensorrt", "cuda", "cpu")
 ProviderEntry = str | tuple[str, dict[str, str]]  # what onnxruntime.InferenceSession(providers=[...]) takes
+
+
+@dataclass
+class ProviderChoice:
+    """Which execution provider runs, and why the ones before it were passed over.
+
+    Examples
+    --------
+    >>> choice = ProviderChoice("CPUExecutionProvider", "cpu", {"CUDAExecutionProvider": "not in this build"}, "1.31.1")
+    >>> choice.describe()
+    'onnxruntime 1.31.1: running on CPUExecutionProvider (CUDAExecutionProvider: not in this build)'
+    """
+
+    provider: str  # e.g. "CPUExecutionProvider"
+    device: str  # "cpu", "cuda" or "tensorrt"
+    passed_over: dict[str, str] = field(default_factory=dict)  # provider -> reason
+    version: str = ""  # of onnxruntime
+
+    def describe(self) -> str:
+        """One line: what runs, and why the others do not."""
+        line = f"onnxruntime {self.version}: running on {self.provider}"
+        if self.passed_over:
+            reasons = "; ".join(f"{name}: {why}" for name, why in self.passed_over.items())
+            line += f" ({reasons})"
+        return line
+
+
+@dataclass
+class Attempt:
+    """One try at a session: its providers and options, whether to trust it only after a warm-up run."""
+
+    device: str  # the device it stands for: "tensorrt", "cuda" or "cpu"
+    providers: list[ProviderEntry]  # as onnxruntime.InferenceSession takes them
+    options: Any  # an onnxruntime.SessionOptions
+    warm_up: bool = True  # run one batch of the real shape before keeping the session
+    batch: int = 1  # rows of that batch: the most the session will get in one call
+    label: str = ""  # the name its failure is reported under; default: the device's provider
+    engines: EngineFolder | None = None  # TensorRT: where to publish the engines built in build_dir
+    build_dir: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or PROVIDERS[self.device]
+
+
+@contextlib.contextmanager
+def captured_output() -> Iterator[io.StringIO]:
+    """Capture what onnxruntime writes while probing a provider: Python prints and C-level stderr."""
+    text = io.StringIO()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(text):
+                yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text.write(sink.read().decode(errors="replace"))
 
 
 def fallback_chain(device: str) -> tuple[str, ...]:

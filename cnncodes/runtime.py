@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
 import os
-import sys
-import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -20,8 +16,8 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from .enginecache import EngineFolder
 from .errors import ModelFileError, ProviderFallbackWarning
 from .params import DEVICES, OPTIMIZATIONS, batch_size_for, check_parameter
-from .providers import PROVIDERS, ProviderEntry, failure_reason, fallback_chain, largest_batch, session_providers
-from .providers import tensorrt_options
+from .providers import PROVIDERS, Attempt, ProviderChoice, captured_output, failure_reason, fallback_chain
+from .providers import largest_batch, session_providers, tensorrt_options
 
 __all__ = ["ProviderChoice", "Attempt", "choose_provider", "open_first", "Session", "onnxruntime_version"]
 
@@ -72,54 +68,12 @@ def preload_gpu_libraries() -> str:
     TensorRT allows TF32 by default and onnxruntime has no TensorRT option against it.
     """
     os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
-    with _captured_output() as log:
+    with captured_output() as log:
         try:
             ort.preload_dlls()
         except (OSError, RuntimeError) as error:  # a missing library is reported by the provider that needs it
             print(error)
     return log.getvalue()
-
-
-@dataclass
-class ProviderChoice:
-    """Which execution provider runs, and why the ones before it were passed over.
-
-    Examples
-    --------
-    >>> choice = ProviderChoice("CPUExecutionProvider", "cpu", {"CUDAExecutionProvider": "not in this build"})
-    >>> choice.describe().endswith(": running on CPUExecutionProvider (CUDAExecutionProvider: not in this build)")
-    True
-    """
-
-    provider: str  # e.g. "CPUExecutionProvider"
-    device: str  # "cpu", "cuda" or "tensorrt"
-    passed_over: dict[str, str] = field(default_factory=dict)  # provider -> reason
-
-    def describe(self) -> str:
-        """One line: what runs, and why the others do not."""
-        line = f"onnxruntime {onnxruntime_version()}: running on {self.provider}"
-        if self.passed_over:
-            reasons = "; ".join(f"{name}: {why}" for name, why in self.passed_over.items())
-            line += f" ({reasons})"
-        return line
-
-
-@dataclass
-class Attempt:
-    """One try at a session: its providers and options, whether to trust it only after a warm-up run."""
-
-    device: str  # the device it stands for: "tensorrt", "cuda" or "cpu"
-    providers: list[ProviderEntry]  # as onnxruntime.InferenceSession takes them
-    options: ort.SessionOptions
-    warm_up: bool = True  # run one batch of the real shape before keeping the session
-    batch: int = 1  # rows of that batch: the most the session will get in one call
-    label: str = ""  # the name its failure is reported under; default: the device's provider
-    engines: EngineFolder | None = None  # TensorRT: where to publish the engines built in build_dir
-    build_dir: os.PathLike[str] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.label or PROVIDERS[self.device]
 
 
 @dataclass(frozen=True)
@@ -129,7 +83,7 @@ class _ModelIO:
     input_name: str
     input_dtype: type
     sample_shape: tuple[int, ...] | None  # one input row, when every dimension but the batch is fixed
-    outputs: tuple[tuple[str, type | None, tuple[int, ...] | None], ...]  # name, dtype, shape of one row if fixed
+    outputs: tuple[str, ...]
 
     @classmethod
     def of(cls, model: bytes) -> "_ModelIO":
@@ -145,9 +99,7 @@ class _ModelIO:
             )
             raise ModelFileError(message) from error
         pixels = session.get_inputs()[0]
-        outputs = tuple(
-            (o.name, _NUMPY_TYPES.get(o.type), _row_shape(o.shape)) for o in session.get_outputs()
-        )  # fmt: skip
+        outputs = tuple(o.name for o in session.get_outputs())
         return cls(pixels.name, _NUMPY_TYPES.get(pixels.type, np.uint8), _row_shape(pixels.shape), outputs)
 
 
@@ -167,45 +119,14 @@ def _session_options(n_threads: int | None, optimization: str) -> ort.SessionOpt
     return options
 
 
-@contextlib.contextmanager
-def _captured_output() -> Iterator[io.StringIO]:
-    """Capture what onnxruntime writes while probing a provider: Python prints and C-level stderr."""
-    text = io.StringIO()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            with contextlib.redirect_stdout(text):
-                yield text
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text.write(sink.read().decode(errors="replace"))
+def _run(session: ort.InferenceSession, io_spec: _ModelIO, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """One inference call, every output by name.
 
-
-def _run_bound(session: ort.InferenceSession, io_spec: _ModelIO, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """One inference call through IO binding: outputs written straight into arrays allocated here.
-
-    ``session.run`` (and ``copy_outputs_to_cpu``) copies every output once more after the run;
-    bound to preallocated host arrays, a GPU provider copies each output once, into its final
-    place, and the CPU provider writes there directly.
+    No IO binding: ``session.run`` already copies a GPU output to the host once and hands that
+    buffer over without another copy (the binding this replaces copied every output twice), and
+    binding a host input costs the same host-to-device copy as ``session.run``.
     """
-    binding = session.io_binding()
-    binding.bind_cpu_input(io_spec.input_name, pixels)
-    results: dict[str, np.ndarray] = {}
-    for name, dtype, row in io_spec.outputs:
-        if dtype is not None and row is not None:
-            results[name] = np.empty((len(pixels), *row), dtype)
-            binding.bind_output(name, "cpu", 0, dtype, results[name].shape, results[name].ctypes.data)
-        else:  # shape known only after the run: onnxruntime allocates it
-            binding.bind_output(name, "cpu")
-    session.run_with_iobinding(binding)
-    for (name, _, _), value in zip(io_spec.outputs, binding.get_outputs()):
-        if name not in results:
-            results[name] = value.numpy()
-    return results
+    return dict(zip(io_spec.outputs, session.run(list(io_spec.outputs), {io_spec.input_name: pixels})))
 
 
 def open_first(
@@ -240,16 +161,14 @@ def open_first(
     passed_over: dict[str, str] = {}
     for attempt in attempts:
         session, stage, error = None, "initialize", ""
-        with _captured_output() as log:
+        with captured_output() as log:
             try:
                 session = ort.InferenceSession(model, sess_options=attempt.options, providers=attempt.providers)
                 if session.get_providers()[0] == PROVIDERS[attempt.device]:
                     session.disable_fallback()  # an EPFail at run time must reach us, not switch providers silently
                     if attempt.warm_up and io_spec.sample_shape is not None:
                         stage = "run a warm-up batch"
-                        _run_bound(
-                            session, io_spec, np.zeros((attempt.batch, *io_spec.sample_shape), io_spec.input_dtype)
-                        )
+                        _run(session, io_spec, np.zeros((attempt.batch, *io_spec.sample_shape), io_spec.input_dtype))
             except ORT_ERRORS as caught:
                 session, error = None, str(caught)
         if session is not None and session.get_providers()[0] == PROVIDERS[attempt.device]:
@@ -375,15 +294,14 @@ def _open(
     if device in ("cuda", "tensorrt") and attempt.device != device:
         message = f"{PROVIDERS[device]} requested but {passed_over[PROVIDERS[device]]}; using {attempt.name}"
         warnings.warn(message, ProviderFallbackWarning, stacklevel=3)
-    return session, ProviderChoice(attempt.name, attempt.device, passed_over), io_spec
+    return session, ProviderChoice(attempt.name, attempt.device, passed_over, onnxruntime_version()), io_spec
 
 
 class Session:
     """One onnxruntime session on a prepared model: uint8 pixels in, named tensors out.
 
-    Batches go through IO binding on every provider (the CPU's too), in calls of at most
-    :attr:`max_batch` rows: the batch range TensorRT's engine was built for, so no batch
-    makes it rebuild, and the memory the warm-up run proved available.
+    Batches run in calls of at most :attr:`max_batch` rows: the batch range TensorRT's engine
+    was built for, so no batch makes it rebuild, and the memory the warm-up run proved available.
 
     Parameters
     ----------
@@ -439,7 +357,7 @@ class Session:
         self.batch_size = batch_size_for(batch_size, self.choice.device)
         self.max_batch = largest_batch(self.batch_size, n_views)
         self.input_name = self._io.input_name
-        self.output_names = [name for name, _, _ in self._io.outputs]
+        self.output_names = list(self._io.outputs)
 
     def run(self, pixels: np.ndarray) -> dict[str, np.ndarray]:
         """Run a batch of model inputs, in calls of at most :attr:`max_batch` rows.
@@ -455,9 +373,9 @@ class Session:
         """
         pixels = np.ascontiguousarray(pixels)
         if len(pixels) <= self.max_batch:
-            return _run_bound(self._session, self._io, pixels)
+            return _run(self._session, self._io, pixels)
         parts = [
-            _run_bound(self._session, self._io, pixels[start : start + self.max_batch])
+            _run(self._session, self._io, pixels[start : start + self.max_batch])
             for start in range(0, len(pixels), self.max_batch)
         ]
         return {name: np.concatenate([part[name] for part in parts]) for name in self.output_names}
