@@ -7,7 +7,7 @@ import hashlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -19,7 +19,7 @@ from .params import DEVICES, OPTIMIZATIONS, batch_size_for, check_parameter
 from .providers import PROVIDERS, Attempt, ProviderChoice, captured_output, failure_reason, fallback_chain
 from .providers import largest_batch, session_providers, tensorrt_options
 
-__all__ = ["ProviderChoice", "Attempt", "choose_provider", "open_first", "Session", "onnxruntime_version"]
+__all__ = ["ProviderChoice", "Attempt", "open_first", "Session", "onnxruntime_version"]
 
 _OPTIMIZATION_LEVELS = {  # keyed by params.OPTIMIZATIONS, the declared choices
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -184,62 +184,94 @@ def open_first(
 
 
 def _attempts(
-    model: bytes, device: str, io_spec: _ModelIO, max_batch_of: dict[str, int], make_options: functools.partial
+    model: bytes, device: str, io_spec: _ModelIO, max_batch_of: dict[str, int], make_options: Callable[[], Any]
 ) -> Iterator[Attempt]:
-    """The attempts for ``device``, made only when reached (a TensorRT attempt prepares its engine folder)."""
+    """The attempts for ``device`` whose provider is in this build, made only when reached."""
     chain = fallback_chain(device)
     for candidate in chain:
-        last = candidate == chain[-1]
-        if candidate != "cpu" and PROVIDERS[candidate] in ort.get_available_providers():
-            preload_gpu_libraries()
-        if candidate != "tensorrt" or io_spec.sample_shape is None:
-            # The last resort has nothing to fall back to, so it skips the warm-up.
-            providers = session_providers(candidate)
-            yield Attempt(candidate, providers, make_options(), warm_up=not last, batch=max_batch_of[candidate])
+        if PROVIDERS[candidate] not in ort.get_available_providers():
             continue
-        engines = EngineFolder(hashlib.sha256(model).hexdigest(), max_batch_of[candidate])
-        build = engines.open_build()
-        trt = tensorrt_options(build, io_spec.input_name, io_spec.sample_shape, max_batch_of[candidate])
-        providers = session_providers(candidate, trt)
-        yield Attempt(
-            candidate, providers, make_options(), batch=max_batch_of[candidate], engines=engines, build_dir=build
-        )
+        if candidate != "cpu":
+            preload_gpu_libraries()
+        if candidate == "tensorrt" and io_spec.sample_shape is not None:
+            yield tensorrt_attempt(model, io_spec, max_batch_of[candidate], make_options())
+        else:  # the last resort has nothing to fall back to, so it skips the warm-up
+            providers = session_providers(candidate)
+            warm_up = candidate != chain[-1]
+            yield Attempt(candidate, providers, make_options(), warm_up=warm_up, batch=max_batch_of[candidate])
 
 
-def choose_provider(
-    model: bytes,
-    device: str = "auto",
-    *,
-    n_threads: int | None = None,
-    optimization: str = "all",
-    batch_size: int | None = None,
-    n_views: int = 1,
-) -> tuple[ort.InferenceSession, ProviderChoice]:
-    """Open an inference session on the best provider that really works.
+def tensorrt_attempt(model: bytes, io_spec: _ModelIO, max_batch: int, options: ort.SessionOptions) -> Attempt:
+    """A TensorRT attempt building in a new private folder of the model's engine folder (created with parents)."""
+    assert io_spec.sample_shape is not None
+    engines = EngineFolder(hashlib.sha256(model).hexdigest(), max_batch)
+    build = engines.open_build()
+    providers = session_providers(
+        "tensorrt", tensorrt_options(build, io_spec.input_name, io_spec.sample_shape, max_batch)
+    )
+    return Attempt("tensorrt", providers, options, batch=max_batch, engines=engines, build_dir=build)
+
+
+def _open(
+    model: bytes, device: str, n_threads: int | None, optimization: str, batch_size: int | None, n_views: int
+) -> tuple[ort.InferenceSession, ProviderChoice, _ModelIO]:
+    check_parameter("device", device)
+    check_parameter("optimization", optimization)
+    io_spec = _ModelIO.of(model)
+    max_batch_of = {d: largest_batch(batch_size_for(batch_size, d), n_views) for d in PROVIDERS}
+    passed_over = {
+        PROVIDERS[d]: "not in this onnxruntime build"
+        for d in fallback_chain(device)
+        if PROVIDERS[d] not in ort.get_available_providers()
+    }
+    make_options = functools.partial(_session_options, n_threads, optimization)
+    session, attempt, failed = open_first(model, _attempts(model, device, io_spec, max_batch_of, make_options), io_spec)
+    passed_over.update(failed)
+    passed_over = {
+        PROVIDERS[d]: passed_over[PROVIDERS[d]] for d in fallback_chain(device) if PROVIDERS[d] in passed_over
+    }
+    if device in ("cuda", "tensorrt") and attempt.device != device:
+        message = f"{PROVIDERS[device]} requested but {passed_over[PROVIDERS[device]]}; using {attempt.name}"
+        warnings.warn(message, ProviderFallbackWarning, stacklevel=3)
+    return session, ProviderChoice(attempt.name, attempt.device, passed_over, onnxruntime_version()), io_spec
+
+
+class Session:
+    """One onnxruntime session on the best provider that really works: uint8 pixels in, named tensors out.
 
     ``"auto"`` and ``"tensorrt"`` try TensorRT, then CUDA, then the CPU; ``"cuda"`` tries CUDA,
-    then the CPU. A GPU provider is kept only if a session initializes on it and runs one
-    batch of the largest shape it will get. An explicit GPU device that does not work falls
-    back with a :class:`ProviderFallbackWarning` naming both sides.
+    then the CPU. A GPU provider is kept only if a session initializes on it and runs one batch
+    of the largest shape it will get. An explicit GPU device that does not work falls back with
+    a :class:`ProviderFallbackWarning` naming both sides. Batches run in calls of at most
+    :attr:`max_batch` rows: the batch range TensorRT's engine was built for, so no batch makes
+    it rebuild, and the memory the warm-up run proved available.
 
     Parameters
     ----------
     model : bytes
-        A serialized ONNX model.
+        A serialized ONNX model, e.g. from :func:`cnncodes.taps.prepare_model`.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
     n_threads : int or None, default=None
         Intra-op threads; None lets onnxruntime use every core.
     optimization : {"disable", "basic", "extended", "all"}, default="all"
         onnxruntime graph optimization level.
     batch_size : int or None, default=None
-        Images per inference call; None: by device (:func:`cnncodes.params.batch_size_for`).
+        Images per call; None: by device (8 on the CPU, 64 on a GPU).
     n_views : int, default=1
-        Views per image: a call gets whole images, so up to ``n_views - 1`` rows more than ``batch_size``.
+        Views (rows) per image: a call gets whole images, up to ``n_views - 1`` rows more than ``batch_size``.
 
-    Returns
-    -------
-    session : onnxruntime.InferenceSession
+    Attributes
+    ----------
     choice : ProviderChoice
+        The provider that runs, and why the ones before it were passed over.
+    providers : list of str
+        What the session registered, in order of precedence.
+    batch_size : int
+        Images per call on that provider.
+    max_batch : int
+        The most rows one inference call gets.
+    input_name : str
+    output_names : list of str
 
     Raises
     ------
@@ -256,82 +288,6 @@ def choose_provider(
     Examples
     --------
     >>> from onnx import TensorProto, helper
-    >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    >>> y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    >>> graph = helper.make_graph([helper.make_node("Neg", ["x"], ["y"])], "neg", [x], [y])
-    >>> model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    >>> session, choice = choose_provider(model.SerializeToString(), "cpu")
-    >>> choice.provider, session.get_providers()
-    ('CPUExecutionProvider', ['CPUExecutionProvider'])
-    >>> choose_provider(model.SerializeToString(), "gpu")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    cnncodes.errors.InputError: The 'device' parameter must be one of 'auto', 'cpu', ... Got 'gpu' instead.
-    """
-    session, choice, _ = _open(model, device, n_threads, optimization, batch_size, n_views)
-    return session, choice
-
-
-def _open(
-    model: bytes, device: str, n_threads: int | None, optimization: str, batch_size: int | None, n_views: int
-) -> tuple[ort.InferenceSession, ProviderChoice, _ModelIO]:
-    check_parameter("device", device)
-    check_parameter("optimization", optimization)
-    io_spec = _ModelIO.of(model)
-    max_batch_of = {d: largest_batch(batch_size_for(batch_size, d), n_views) for d in PROVIDERS}
-    passed_over = {
-        PROVIDERS[d]: "not in this onnxruntime build"
-        for d in fallback_chain(device)
-        if PROVIDERS[d] not in ort.get_available_providers()
-    }
-    make_options = functools.partial(_session_options, n_threads, optimization)
-    attempts = (a for a in _attempts(model, device, io_spec, max_batch_of, make_options) if a.name not in passed_over)
-    session, attempt, failed = open_first(model, attempts, io_spec)
-    passed_over.update(failed)
-    passed_over = {
-        PROVIDERS[d]: passed_over[PROVIDERS[d]] for d in fallback_chain(device) if PROVIDERS[d] in passed_over
-    }
-    if device in ("cuda", "tensorrt") and attempt.device != device:
-        message = f"{PROVIDERS[device]} requested but {passed_over[PROVIDERS[device]]}; using {attempt.name}"
-        warnings.warn(message, ProviderFallbackWarning, stacklevel=3)
-    return session, ProviderChoice(attempt.name, attempt.device, passed_over, onnxruntime_version()), io_spec
-
-
-class Session:
-    """One onnxruntime session on a prepared model: uint8 pixels in, named tensors out.
-
-    Batches run in calls of at most :attr:`max_batch` rows: the batch range TensorRT's engine
-    was built for, so no batch makes it rebuild, and the memory the warm-up run proved available.
-
-    Parameters
-    ----------
-    model : bytes
-        A model from :func:`cnncodes.taps.prepare_model`.
-    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
-        Where to run; see :func:`choose_provider`.
-    n_threads : int or None, default=None
-        Intra-op threads; None lets onnxruntime use every core.
-    optimization : {"disable", "basic", "extended", "all"}, default="all"
-        onnxruntime graph optimization level.
-    batch_size : int or None, default=None
-        Images per call; None: by device (8 on the CPU, 64 on a GPU).
-    n_views : int, default=1
-        Views (rows) per image.
-
-    Attributes
-    ----------
-    choice : ProviderChoice
-        The provider that runs.
-    batch_size : int
-        Images per call on that provider.
-    max_batch : int
-        The most rows one inference call gets.
-    input_name : str
-    output_names : list of str
-
-    Examples
-    --------
-    >>> from onnx import TensorProto, helper
     >>> pixels = helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["N", 2, 2, 3])
     >>> mean = helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["N", 1, 1, 1])
     >>> cast = helper.make_node("Cast", ["pixels"], ["f"], to=TensorProto.FLOAT)
@@ -339,8 +295,14 @@ class Session:
     >>> graph = helper.make_graph([cast, average], "mean", [pixels], [mean])
     >>> model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     >>> session = Session(model.SerializeToString(), "cpu", batch_size=2)
+    >>> session.choice.provider, session.providers, session.max_batch
+    ('CPUExecutionProvider', ['CPUExecutionProvider'], 2)
     >>> session.run(np.arange(5 * 12, dtype=np.uint8).reshape(5, 2, 2, 3))["mean"].ravel().tolist()  # 2 + 2 + 1
     [5.5, 17.5, 29.5, 41.5, 53.5]
+    >>> Session(model.SerializeToString(), "gpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.InputError: The 'device' parameter must be one of 'auto', 'cpu', ... Got 'gpu' instead.
     """
 
     def __init__(
@@ -356,6 +318,7 @@ class Session:
         self._session, self.choice, self._io = _open(model, device, n_threads, optimization, batch_size, n_views)
         self.batch_size = batch_size_for(batch_size, self.choice.device)
         self.max_batch = largest_batch(self.batch_size, n_views)
+        self.providers: list[str] = self._session.get_providers()
         self.input_name = self._io.input_name
         self.output_names = list(self._io.outputs)
 

@@ -92,7 +92,11 @@ def visible_gpus() -> list[str]:
     if shutil.which("nvidia-smi"):
         listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
         return [line for line in listed.stdout.splitlines() if line.startswith("GPU ")]
-    return [name for name in sorted(os.listdir("/dev")) if re.fullmatch(r"nvidia\d+", name)] if os.path.isdir("/dev") else []
+    return (
+        [name for name in sorted(os.listdir("/dev")) if re.fullmatch(r"nvidia\d+", name)]
+        if os.path.isdir("/dev")
+        else []
+    )
 
 
 def run_device(device: str, images: np.ndarray, batch_size: int) -> tuple[np.ndarray, str, list[str], Any]:
