@@ -84,7 +84,16 @@ class Attempt:
 
 @contextlib.contextmanager
 def captured_output() -> Iterator[io.StringIO]:
-    """Capture what onnxruntime writes while probing a provider: Python prints and C-level stderr."""
+    """Capture what onnxruntime writes while probing a provider: Python prints and C-level stderr.
+
+    Examples
+    --------
+    >>> with captured_output() as log:
+    ...     print("EP Error")
+    ...     _ = os.write(2, b"[E:onnxruntime] libcuda.so.1: cannot open shared object file\\n")
+    >>> log.getvalue().splitlines()
+    ['EP Error', '[E:onnxruntime] libcuda.so.1: cannot open shared object file']
+    """
     text = io.StringIO()
     sys.stderr.flush()
     saved = os.dup(2)

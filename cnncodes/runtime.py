@@ -66,6 +66,12 @@ def preload_gpu_libraries() -> str:
     ``nvidia-*`` wheels' libraries only if torch happened to load them first. TF32 is turned off
     for every NVIDIA library of the process unless ``NVIDIA_TF32_OVERRIDE`` is already set:
     TensorRT allows TF32 by default and onnxruntime has no TensorRT option against it.
+
+    Examples
+    --------
+    >>> said = preload_gpu_libraries()  # quiet: a missing library is reported by the provider that needs it
+    >>> preload_gpu_libraries() is said, "NVIDIA_TF32_OVERRIDE" in os.environ
+    (True, True)
     """
     os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
     with captured_output() as log:

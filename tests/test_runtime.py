@@ -6,6 +6,7 @@ onnxruntime session initializes on it and runs a batch; failures are raised by r
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
@@ -462,3 +463,25 @@ def test_preload_gpu_libraries_runs_once_and_turns_tf32_off() -> None:
     assert preload_gpu_libraries() is preload_gpu_libraries()
     assert os.environ.get("NVIDIA_TF32_OVERRIDE") is not None
     assert session_providers("cuda")[0] == ("CUDAExecutionProvider", {"use_tf32": "0"})
+
+
+def test_gpu_check_script_reports_what_ran_and_fails_only_if_a_gpu_was_expected() -> None:
+    """Check scripts/gpu_check.py here: a line per device, a JSON summary, exit 1 with --expect-gpu unless a GPU ran."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+    args = [sys.executable, str(script), "--expect-gpu", "--seconds", "0.1", "--batches", "1", "--images", "2"]
+    completed = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    summary = json.loads(completed.stdout.splitlines()[-1])
+    assert [line.split()[1] for line in completed.stdout.splitlines() if line.startswith("--device ")] == [
+        "cpu",
+        "cuda",
+        "tensorrt",
+    ]
+    assert summary["runs"]["cpu"]["provider"] == "CPUExecutionProvider"
+    assert summary["runs"]["cpu"]["max_abs_difference_vs_cpu"] == 0.0
+    for device in ("cuda", "tensorrt"):
+        ran = summary["runs"][device]["provider"]
+        assert ran in (PROVIDER["cpu"], PROVIDER["cuda"], PROVIDER[device])
+        assert summary["runs"][device]["max_abs_difference_vs_cpu"] < 1e-3
+    assert completed.returncode == (0 if summary["gpu_providers_ran"] else 1), completed.stderr
+    if not summary["gpu_providers_ran"]:
+        assert "\nNo GPU provider ran: every run above used the CPU" in completed.stdout
