@@ -125,7 +125,9 @@ def test_session_takes_the_first_provider_that_works(prepared: bytes, device: st
         assert fallbacks == [f"{PROVIDER[device]} requested but {reason}; using {PROVIDER[expected]}"]
     else:
         assert fallbacks == []
-    np.testing.assert_allclose(session.run(np.asarray(PIXELS))["vector"], _cpu_outputs(prepared)["vector"])
+    tolerance = 0 if expected == "cpu" else 1e-4  # a GPU sums in another order (TF32 is off)
+    codes = session.run(np.asarray(PIXELS))["vector"]
+    np.testing.assert_allclose(codes, _cpu_outputs(prepared)["vector"], rtol=tolerance, atol=tolerance)
 
 
 def test_session_on_the_cpu_passes_nothing_over(prepared: bytes) -> None:
