@@ -7,16 +7,18 @@ import filecmp
 import os
 import shutil
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .paths import models_dir
 
-__all__ = ["EngineFolder", "TIMING_SUFFIX"]
+__all__ = ["EngineFolder", "TIMING_SUFFIX", "STALE_BUILD_S"]
 
 TIMING_SUFFIX = ".timing"  # TensorRT's timing cache files, shared by every model (they key layers, not models)
 _BUILD_PREFIX = ".build-"  # private build folders; never read by another process
+STALE_BUILD_S = 24 * 3600  # a build folder untouched this long was left by a process that died
 
 
 @dataclass
@@ -65,7 +67,7 @@ class EngineFolder:
     @property
     def base(self) -> Path:
         """The folder of every TensorRT cache: ``models_dir()/tensorrt`` unless ``root`` is given."""
-        return self.root if self.root is not None else models_dir() / "tensorrt"
+        return (self.root if self.root is not None else models_dir() / "tensorrt").absolute()
 
     @property
     def published(self) -> Path:
@@ -80,6 +82,9 @@ class EngineFolder:
     def open_build(self) -> Path:
         """A new private folder, created with its parents, holding copies of the published engines and timing cache.
 
+        Build folders of this model left for more than :data:`STALE_BUILD_S` seconds by
+        processes that died are removed on the way.
+
         Returns
         -------
         Path
@@ -87,6 +92,10 @@ class EngineFolder:
         """
         build = self.published.parent / f"{_BUILD_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         build.mkdir(parents=True)
+        for other in build.parent.glob(f"{_BUILD_PREFIX}*"):
+            with contextlib.suppress(OSError):  # another process may be removing it too
+                if time.time() - other.stat().st_mtime > STALE_BUILD_S:
+                    shutil.rmtree(other, ignore_errors=True)
         for source in (*_files(self.published), *(p for p in _files(self.timing_dir) if p.suffix == TIMING_SUFFIX)):
             copy = build / source.name
             # Copies, not links: if TensorRT rewrote a linked file it would change the published one in place.

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 from onnx import TensorProto, helper
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from cnncodes.enginecache import EngineFolder
+from cnncodes.enginecache import STALE_BUILD_S, EngineFolder
 from cnncodes.errors import InputError, ModelFileError, ProviderFallbackWarning
 from cnncodes.params import DEVICES, OPTIMIZATIONS, batch_size_for
 from cnncodes.providers import failure_reason, largest_batch, session_providers
@@ -487,3 +488,14 @@ def test_gpu_check_script_reports_what_ran_and_fails_only_if_a_gpu_was_expected(
     assert completed.returncode == (0 if summary["gpu_providers_ran"] else 1), completed.stderr
     if not summary["gpu_providers_ran"]:
         assert "\nNo GPU provider ran: every run above used the CPU" in completed.stdout
+
+
+def test_engine_folder_removes_build_folders_that_dying_processes_left(tmp_path: Path) -> None:
+    """Check that opening a build removes build folders untouched for a day, and keeps recent ones (in use)."""
+    folder = EngineFolder("ab" * 32, 8, tmp_path)
+    left, busy = folder.open_build(), folder.open_build()
+    (left / "half.engine").write_bytes(b"half")
+    old = time.time() - STALE_BUILD_S - 60
+    os.utime(left, (old, old))
+    mine = folder.open_build()
+    assert not left.exists() and busy.is_dir() and mine.is_dir()
