@@ -132,6 +132,8 @@ class EngineFolder:
         for path in [p for p in self._seeded if p.parent == build]:
             del self._seeded[path]
         shutil.rmtree(build, ignore_errors=True)
+        with contextlib.suppress(OSError):  # leave no empty model folder behind a TensorRT that never ran
+            build.parent.rmdir()
 
 
 def _files(folder: Path) -> list[Path]:
