@@ -141,7 +141,7 @@ def open_first(
     """Open a session with the first attempt that initializes on its own provider and survives a warm-up batch.
 
     Every onnxruntime error class counts as a failure, at creation and at the warm-up run
-    (where TensorRT builds its engine, cuDNN loads and memory for the batch is allocated).
+    (where TensorRT may build its engine, cuDNN loads and memory for the batch is allocated).
 
     Parameters
     ----------
@@ -179,7 +179,10 @@ def open_first(
                 session, error = None, str(caught)
         if session is not None and session.get_providers()[0] == PROVIDERS[attempt.device]:
             if attempt.engines is not None and attempt.build_dir is not None:
-                attempt.engines.publish(attempt.build_dir)
+                try:
+                    attempt.engines.publish(attempt.build_dir)
+                except OSError:  # a read-only or full shared folder: this session runs, the next one rebuilds
+                    attempt.engines.discard(attempt.build_dir)
             return session, attempt, passed_over
         if attempt.engines is not None and attempt.build_dir is not None:
             attempt.engines.discard(attempt.build_dir)
