@@ -22,7 +22,7 @@ from .featurespec import ExtractionOptions, FeatureSetSpec
 from .images import decode_image, make_views, n_views
 from .inputs import Inputs, Source, read_inputs
 from .modelfiles import ensure_model_file, resolve_backbone
-from .params import RUN_PARAMETERS, RunOptions, batch_size_for, check_parameter, default, largest_batch_size
+from .params import RUN_PARAMETERS, RunOptions, check_parameter, default, largest_batch_size
 from .pooling import code_length, combine_views, normalize_codes, pool
 from .progress import Progress
 from .runtime import Session
@@ -332,7 +332,14 @@ class Extractor:
                     std=self.backbone.std,
                     color_order=self.backbone.color_order,
                 )
-                self._session = Session(model, self.device, n_threads=self.n_threads, optimization=self.optimization)
+                self._session = Session(
+                    model,
+                    self.device,
+                    n_threads=self.n_threads,
+                    optimization=self.optimization,
+                    batch_size=self.batch_size,
+                    n_views=n_views(self.options.views),
+                )
                 logger.info(self._session.choice.describe())
             return self._session
 
@@ -492,7 +499,7 @@ class Extractor:
             for _ in range(window):
                 submit_next()
             # The session (model preparation, provider probing) opens while the first images decode.
-            batch_size = batch_size_for(self.batch_size, self._get_session().choice.device)
+            batch_size = self._get_session().batch_size
             while pending:
                 index, future = pending.popleft()
                 submit_next()

@@ -33,7 +33,7 @@ def open_session(model: str, device: str) -> tuple[Session, int]:
         std=spec.std,
         color_order=spec.color_order,
     )
-    return Session(prepared, device), spec.input_size
+    return Session(prepared, device, batch_size=32), spec.input_size  # a call of 32 rows is not split
 
 
 def images_per_second(session: Session, size: int, batch_size: int, seconds: float) -> float:
