@@ -132,7 +132,7 @@ def test_extract_progress_line_on_stderr(image_dir: Path, capfd: pytest.CaptureF
     cnncodes.extract(image_dir, cache=False, progress=True)
     err = capfd.readouterr().err
     assert err.startswith("\r0/6 images  ? images/s  0 from cache  0 failed  ETA ?") and err.count("\n") == 1
-    assert re.search(r"\r6/6 images  [0-9.]+ images/s  0 from cache  0 failed  ETA 00:00\n$", err)
+    assert re.search(r"\r6/6 images +[0-9.]+ images/s  0 from cache  0 failed  ETA 00:00\n$", err)
     cnncodes.extract(image_dir, cache=False, progress=False)
     assert capfd.readouterr().err == ""
 

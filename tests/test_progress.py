@@ -13,7 +13,7 @@ import pytest
 
 from cnncodes.progress import Progress
 
-FINAL = re.compile(r"\r4/4 images  [0-9.]+ images/s  1 from cache  1 failed  ETA 00:00\n")
+FINAL = re.compile(r"\r4/4 images +[0-9.]+ images/s  1 from cache  1 failed  ETA 00:00\n")
 
 
 def _run(**options: object) -> None:
