@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cache import CodeCache, write_codes_file
+from .cache import CodeCache
+from .codesfile import write_codes_file
 from .distributed import DEFAULT_PARTITION_SIZE, connect, extract_on_cluster
 from .engine import ExtractionOptions, ExtractionResult, Extractor
 from .params import CODE_PARAMETERS, RUN_PARAMETERS, default

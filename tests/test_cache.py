@@ -10,16 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-from cnncodes.cache import (
-    CodeCache,
-    CodesFile,
-    FeatureSet,
-    compact_cache,
-    read_codes_file,
-    remove_cache,
-    verify_cache,
-    write_codes_file,
-)
+from cnncodes.cache import CodeCache, FeatureSet
+from cnncodes.cacheops import compact_cache, remove_cache, verify_cache
+from cnncodes.codesfile import CodesFile, read_codes_file, write_codes_file
 from cnncodes.errors import CacheFormatError
 
 DATA = Path(__file__).parent / "data"
@@ -73,18 +66,19 @@ def test_feature_set_ignores_uncommitted_temporary_shard(cache_path: Path) -> No
 
 
 def test_feature_set_verify_reports_damage(cache_path: Path) -> None:
-    """Check that verify names a damaged shard and lookups warn and skip it."""
+    """Check that a truncated shard is skipped with a warning, named by verify, and never served."""
     fs = CodeCache(cache_path, shard_size=2).feature_set(SPEC)
     fs.add(_keys(4), _codes(4))
     first, second = sorted((fs.path / "shards").glob("*.h5"))
     second.write_bytes(second.read_bytes()[:100])
-    damage = verify_cache(cache_path)[fs.fingerprint]
-    assert [d.path for d in damage] == [second]
+    (fs.path / "index.sqlite").unlink()  # the index is rebuilt from the shards, the damaged one refused
     with h5py.File(first) as handle:
         intact = [k.decode() for k in handle["keys"][:]]
-    with pytest.warns(UserWarning, match=re.escape(f"{second}: skipped unreadable shard")):
+    with pytest.warns(UserWarning, match=re.escape(f"{second}: skipped damaged shard")):
         found = CodeCache(cache_path).feature_set(SPEC).contains(_keys(4)).tolist()
     assert found == [key in intact for key in _keys(4)] and sum(found) == 2
+    damage = verify_cache(cache_path)[fs.fingerprint]
+    assert [d.path for d in damage] == [second]
 
 
 def test_compact_merges_shards_and_drops_duplicates(cache_path: Path) -> None:
@@ -173,8 +167,8 @@ def test_writes_leave_no_temporary_file(tmp_path: Path, cache_path: Path) -> Non
     fs.add(_keys(5), _codes(5))
     fs.flush()
     written = sorted(p.relative_to(fs.path).as_posix() for p in fs.path.rglob("*"))
-    assert written[0] == "shards" and written[-1] == "spec.json" and len(written) == 5  # 3 shards of 2, 2, 1 rows
-    assert all(re.fullmatch(r"shards/[0-9T]+-\d+-\d{6}-[0-9a-f]{8}\.h5", name) for name in written[1:-1]), written
+    assert written[:2] == ["index.sqlite", "shards"] and written[-1] == "spec.json" and len(written) == 6  # 2+2+1 rows
+    assert all(re.fullmatch(r"shards/[0-9T]+-\d+-\d{6}-[0-9a-f]{8}\.h5", name) for name in written[2:-1]), written
 
 
 def test_codes_file_round_trip_without_labels(tmp_path: Path) -> None:
