@@ -212,20 +212,25 @@ class FeatureSet:
                     by_shard.setdefault(name, []).append((row, position))
             moved = False
             for name, pairs in by_shard.items():
+                positions = np.array([position for _, position in pairs])
                 try:
-                    rows = read_rows(self.shards_dir / name, np.array([row for row, _ in pairs]))
+                    stored, rows = read_rows(self.shards_dir / name, np.array([row for row, _ in pairs]))
                 except FileNotFoundError:
                     moved = True
                     continue
+                except IndexError:
+                    stored, rows = np.empty(0, "S64"), np.empty((0, 0), np.float32)
                 except OSError as error:
                     self._refuse(name, str(error).splitlines()[0])
+                    continue
+                if len(stored) != len(positions) or (stored != [keys[p].encode() for p in positions]).any():
+                    self._out_of_step(name)  # the index names rows that do not hold these keys
                     continue
                 if out is None:
                     out = np.zeros((len(keys), rows.shape[1]), np.float32)
                 if rows.shape[1] != out.shape[1]:
                     self._refuse(name, f"{rows.shape[1]} features, but the feature set has {out.shape[1]}")
                     continue
-                positions = [position for _, position in pairs]
                 out[positions], found[positions] = rows, True
             if not moved:
                 break
@@ -236,6 +241,11 @@ class FeatureSet:
         warnings.warn(
             f"{self.shards_dir / name}: skipped damaged shard ({reason}); run 'cnncodes cache verify'", stacklevel=3
         )
+
+    def _out_of_step(self, name: str) -> None:
+        """Serve nothing the index says about shard ``name`` and have the index rebuilt from the shards."""
+        warnings.warn(f"{self.index.path}: key index out of step with shard {name}; rebuilding it", stacklevel=3)
+        self._use_index(lambda index: index.clear(), sync=False)
 
     def _refuse(self, name: str, reason: str) -> None:
         self._warn_damaged(name, reason)

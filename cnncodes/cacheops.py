@@ -10,7 +10,9 @@ from .cache import CodeCache, FeatureSetInfo, ShardDamage
 __all__ = ["cache_info", "verify_cache", "compact_cache", "remove_cache"]
 
 _Operation = TypeVar("_Operation", bound=Callable[..., object])
-_SELECTION = """root : Path, str or None, default=None
+_SELECTION = """Parameters
+    ----------
+    root : Path, str or None, default=None
         The cache folder; None: :func:`cnncodes.default_cache_dir`.
     prefix : str, default=""
         Start of the fingerprints to select; "" selects all."""
@@ -26,8 +28,6 @@ def _on_selection(operation: _Operation) -> _Operation:
 def cache_info(root: Path | str | None = None, prefix: str = "") -> list[FeatureSetInfo]:
     """Summaries of the feature sets whose fingerprint starts with ``prefix``.
 
-    Parameters
-    ----------
     {selection}
 
     Returns
@@ -57,8 +57,6 @@ def verify_cache(root: Path | str | None = None, prefix: str = "") -> dict[str, 
     A damaged shard is from then on never served (its keys are computed again); it stays in
     place until removed, so the report can be acted on.
 
-    Parameters
-    ----------
     {selection}
 
     Returns
@@ -84,8 +82,6 @@ def compact_cache(root: Path | str | None = None, prefix: str = "") -> dict[str,
     format version or of another width are left alone; temporary files of killed writers
     are removed.
 
-    Parameters
-    ----------
     {selection}
 
     Returns
@@ -108,14 +104,12 @@ def compact_cache(root: Path | str | None = None, prefix: str = "") -> dict[str,
 def remove_cache(root: Path | str | None = None, prefix: str = "") -> list[FeatureSetInfo]:
     """Delete the selected feature sets.
 
-    Parameters
-    ----------
     {selection}
 
     Returns
     -------
-    list of FeatureSetInfo
-        What was removed.
+    removed : list of FeatureSetInfo
+        What the feature sets held before they were deleted.
 
     Examples
     --------

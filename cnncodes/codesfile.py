@@ -146,16 +146,16 @@ def iter_codes_file(path: Path | str, chunk_rows: int = 4096) -> Iterator[tuple[
     Raises
     ------
     CacheFormatError
-        If the file is not a codes file, or of a newer format version.
+        As :func:`read_codes_file` does.
 
     Examples
     --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> path = write_codes_file(folder / "c.h5", CodesFile(np.zeros((5, 2), np.float32), list("abcde"), list("12345")))
-    >>> [codes.shape for codes, labels in iter_codes_file(path, chunk_rows=2)]
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     content = CodesFile(np.zeros((5, 2), np.float32), list("abcde"), list("12345"))
+    ...     path = write_codes_file(Path(folder) / "c.h5", content)
+    ...     [codes.shape for codes, labels in iter_codes_file(path, chunk_rows=2)]
     [(2, 2), (2, 2), (1, 2)]
-    >>> shutil.rmtree(folder)
     """
     with reading(Path(path), CODES_FORMAT) as handle:
         codes, labels = handle["codes"], handle["labels"] if "labels" in handle else None
@@ -165,16 +165,16 @@ def iter_codes_file(path: Path | str, chunk_rows: int = 4096) -> Iterator[tuple[
 
 
 def is_codes_file(path: Path | str) -> bool:
-    """Whether ``path`` is an HDF5 file in the codes-file format.
+    """Whether ``path`` is an HDF5 file in the codes-file format (root attribute ``format``); never raises.
 
     Parameters
     ----------
     path : Path or str
-        Any file.
+        Any file, of any content; one that cannot be read is not a codes file.
 
-    Returns
-    -------
-    bool
+    See Also
+    --------
+    read_codes_file : reads one.
 
     Examples
     --------

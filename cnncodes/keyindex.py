@@ -42,7 +42,7 @@ _SCHEMA = (
 )
 _TIMEOUT_S = 120.0  # a compaction holds the write lock while it repoints every key
 _RACY_NS = 2_000_000_000  # a folder changed this recently may change again within the same mtime tick
-_BATCH_ROWS = 50_000  # keys per transaction while indexing many shards
+_BATCH_ROWS = 200_000  # keys per transaction while indexing many shards
 _CACHE_KIB = 32768  # SQLite's page cache per connection, filled only by the pages a process touches
 _VARIABLES = 500  # bound variables per query, under SQLite's limit
 _HEX_KEY = re.compile(rb"[0-9a-f]{64}")
@@ -298,6 +298,7 @@ class KeyIndex:
         def insert(db: sqlite3.Connection) -> None:
             with _transaction(db):
                 width = db.execute("SELECT value FROM meta WHERE name='n_features'").fetchone()
+                parts: list[tuple[np.ndarray, int]] = []
                 for name, keys, n_features, problem in batch:
                     if keys is not None and width is not None and n_features != width[0]:
                         problem, keys = f"{n_features} features, but the feature set has {width[0]}", None
@@ -311,13 +312,24 @@ class KeyIndex:
                     if width is None:
                         db.execute("INSERT INTO meta VALUES ('n_features', ?)", (n_features,))
                         width = (n_features,)
-                    shard = cursor.lastrowid
-                    db.executemany(
-                        "INSERT OR IGNORE INTO keys VALUES (?, ?, ?)",
-                        ((_stored(bytes(k)), shard, row) for row, k in enumerate(keys)),
-                    )
+                    parts.append((keys, cursor.lastrowid))
+                if not parts:
+                    return
+                # In key order the B-tree grows at few places; a stable sort keeps the first shard's copy of a key.
+                keys = np.concatenate([k for k, _ in parts])
+                shards = np.concatenate([np.full(len(k), shard) for k, shard in parts])
+                rows = np.concatenate([np.arange(len(k)) for k, _ in parts])
+                order = np.argsort(keys, kind="stable")
+                db.executemany(
+                    "INSERT OR IGNORE INTO keys VALUES (?, ?, ?)",
+                    ((_stored(bytes(keys[i])), int(shards[i]), int(rows[i])) for i in order),
+                )
 
         self._run(insert)
+
+    def clear(self) -> None:
+        """Forget every shard; the next :meth:`sync` rebuilds the index from the shards."""
+        self._run(_clear)
 
     def refuse(self, name: str, problem: str, keys: Sequence[str] | None = None) -> None:
         """Stop serving a shard found damaged: record why and drop the keys that point into it.

@@ -124,14 +124,22 @@ def summarize(path: Path) -> tuple[np.ndarray, int]:
         return keys[:], int(codes.shape[1])
 
 
-def read_rows(path: Path, rows: np.ndarray) -> np.ndarray:
-    """Rows of a shard's codes as float32, reading only the chunks that hold them."""
+def read_rows(path: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and float32 codes at ``rows`` of a shard, reading only the chunks that hold them.
+
+    Raises
+    ------
+    IndexError
+        If a row is past the end of the shard.
+    """
     with reading(path, SHARD_FORMAT) as handle:
-        _, dataset = opened_shard(handle, path)
-        if len(rows) * 4 >= dataset.shape[0]:  # most of the shard: one contiguous read
-            return dataset[:][rows].astype(np.float32)
+        keys, codes = opened_shard(handle, path)
+        if len(rows) and (rows.min() < 0 or rows.max() >= keys.shape[0]):
+            raise IndexError(f"{path}: no row {rows.max()} (it has {keys.shape[0]})")
+        if len(rows) * 4 >= codes.shape[0]:  # most of the shard: one contiguous read
+            return keys[:][rows], codes[:][rows].astype(np.float32)
         unique_rows, inverse = np.unique(rows, return_inverse=True)  # h5py wants increasing, unique indices
-        return dataset[unique_rows][inverse].astype(np.float32)
+        return keys[unique_rows][inverse], codes[unique_rows][inverse].astype(np.float32)
 
 
 def iter_rows(path: Path, codes: bool = True) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import h5py
@@ -186,3 +188,106 @@ def test_read_codes_file_rejects_other_hdf5(tmp_path: Path) -> None:
     expected = f"{path}: not a cnncodes-codes file (format attribute None)"
     with pytest.raises(CacheFormatError, match="^" + re.escape(expected) + "$"):
         read_codes_file(path)
+
+
+def _flip_a_code_byte(shard: Path) -> None:
+    """Flip one byte inside the first chunk of /codes (what a bad disk or a bad copy does)."""
+    with h5py.File(shard) as handle:
+        chunk = handle["codes"].id.get_chunk_info(0)
+    with open(shard, "r+b") as raw:
+        raw.seek(chunk.byte_offset + chunk.size // 2)
+        byte = raw.read(1)
+        raw.seek(-1, 1)
+        raw.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _foreign_shard(fs: FeatureSet, keys: list[str], codes: np.ndarray, **attrs: object) -> Path:
+    """A shard in the documented layout (no checksum), written beside cnncodes' own."""
+    path = fs.path / "shards" / f"20000101T000000-1-{keys[0][-6:]}.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs.update({"format": "cnncodes-shard", "format_version": 1, "fingerprint": fs.fingerprint, **attrs})
+        handle["keys"] = np.array(keys, dtype="S64")
+        handle["codes"] = codes
+    return path
+
+
+def test_shard_checksum_damage_is_never_served(cache_path: Path) -> None:
+    """Check that a shard with a flipped byte is refused on reading, its keys then absent, and verify names it."""
+    fs = CodeCache(cache_path, shard_size=3).feature_set(SPEC)
+    fs.add(_keys(6), _codes(6))
+    damaged, intact = sorted((fs.path / "shards").glob("*.h5"))
+    with h5py.File(damaged) as handle:
+        assert handle["codes"].fletcher32 and handle["keys"].fletcher32
+        lost = [k.decode() for k in handle["keys"][:]]
+    _flip_a_code_byte(damaged)
+    fresh = CodeCache(cache_path).feature_set(SPEC)
+    with pytest.warns(UserWarning, match=re.escape(f"{damaged}: skipped damaged shard")):
+        found, codes = fresh.fetch(_keys(6))
+    assert found.tolist() == [k not in lost for k in _keys(6)]
+    np.testing.assert_array_equal(codes[found], _codes(6)[found])
+    assert not fresh.contains(lost).any()  # from now on the keys are computed again
+    assert [d.path for d in verify_cache(cache_path)[fs.fingerprint]] == [damaged]
+    assert damaged.exists() and intact.exists()
+
+
+def test_shard_of_another_width_is_refused(cache_path: Path) -> None:
+    """Check that a shard whose codes are wider than its feature set's is refused, not crashed on."""
+    fs = CodeCache(cache_path, shard_size=2).feature_set(SPEC)
+    fs.add(_keys(2), _codes(2))
+    wide = _foreign_shard(fs, _keys(2, 2), np.ones((2, 5), np.float32))
+    fresh = CodeCache(cache_path).feature_set(SPEC)
+    with pytest.warns(UserWarning, match=re.escape(f"{wide}: skipped damaged shard (5 features, but the feature")):
+        assert fresh.contains(_keys(4)).tolist() == [True, True, False, False]
+    np.testing.assert_array_equal(fresh.get(_keys(2)), _codes(2))
+    reason = "5 features, but the feature set has 4"
+    assert [(d.path, d.reason) for d in fresh.verify()] == [(wide, reason)]
+
+
+def test_compact_copies_no_damaged_row_and_leaves_unknown_shards(
+    cache_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Check that compaction (in blocks of 2 rows) drops non-finite rows, skips damaged and newer shards, keeps them."""
+    monkeypatch.setattr("cnncodes.shardfiles._BLOCK_ROWS", 2)
+    fs = CodeCache(cache_path, shard_size=3).feature_set(SPEC)
+    fs.add(_keys(6), _codes(6))
+    fs.flush()
+    nan_codes = _codes(3, seed=1).copy()
+    nan_codes[1] = np.nan
+    with_nan = _foreign_shard(fs, _keys(3, 6), nan_codes)
+    newer = _foreign_shard(fs, _keys(1, 9), _codes(1), format_version=2)
+    fresh = CodeCache(cache_path).feature_set(SPEC)
+    with pytest.warns(UserWarning, match="newer than this cnncodes supports"):
+        assert fresh.contains(_keys(10)).tolist() == [True] * 9 + [False]
+    damaged = sorted((fs.path / "shards").glob("2026*.h5"))[1]
+    _flip_a_code_byte(damaged)
+    with pytest.warns(UserWarning, match=re.escape(f"{damaged}: skipped damaged shard")):
+        before, n_codes = fresh.compact()
+    assert (before, n_codes) == (3, 5)  # 3 healthy-looking shards; 3 + 2 finite rows copied
+    left = sorted(p.name for p in (fs.path / "shards").glob("*.h5"))
+    assert len(left) == 3 and newer.name in left and damaged.name in left and with_nan.name not in left
+    expected = [True] * 3 + [False] * 3 + [True, False, True, False]
+    assert CodeCache(cache_path).feature_set(SPEC).contains(_keys(10)).tolist() == expected
+    np.testing.assert_array_equal(fresh.get(_keys(3) + [_keys(1, 8)[0]]), np.vstack([_codes(6)[:3], nan_codes[2:]]))
+
+
+def test_compact_removes_orphaned_temporary_files(cache_path: Path) -> None:
+    """Check that compaction deletes the temporary files of killed writers, but not those of live ones."""
+    fs = CodeCache(cache_path, shard_size=2).feature_set(SPEC)
+    fs.add(_keys(4), _codes(4))
+    orphan, live = fs.path / "shards" / ".tmp-compact-dead.h5", fs.path / "shards" / ".tmp-live.h5"
+    orphan.write_bytes(b"half a shard")
+    live.write_bytes(b"a shard in flight")
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+    assert compact_cache(cache_path) == {fs.fingerprint: (2, 4)}
+    assert not orphan.exists() and live.exists()
+
+
+def test_feature_set_without_spec_is_listed_and_verified(cache_path: Path) -> None:
+    """Check that a feature set whose spec.json is lost is still listed (by its shards' fingerprint) and verified."""
+    fs = CodeCache(cache_path, shard_size=2).feature_set(SPEC)
+    fs.add(_keys(4), _codes(4))
+    (fs.path / "spec.json").unlink()
+    [listed] = list(CodeCache(cache_path))
+    assert (listed.fingerprint, listed.spec, listed.info().n_codes) == (fs.fingerprint, {}, 4)
+    assert verify_cache(cache_path, fs.fingerprint[:8]) == {fs.fingerprint: []}
+    assert not (fs.path / "spec.json").exists()
