@@ -327,7 +327,7 @@ class FeatureSet:
         Returns
         -------
         (int, int)
-            Shards merged, codes in the merged shard.
+            Healthy shards before, codes held after.
         """
         self.flush()
         remove_orphans(self.shards_dir)
@@ -376,6 +376,8 @@ class FeatureSet:
                     self._refuse(name, str(error).splitlines()[0])
                     continue
                 copied.append(name)
+            if keys_out is None:  # nothing to keep: still a valid (empty) shard
+                shard_datasets(out, None, self.index.n_features or 1, np.float32)
         return copied
 
     def _served_rows(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
@@ -75,6 +76,18 @@ def _stored(key: bytes) -> bytes | str:
     return bytes.fromhex(key.decode()) if _HEX_KEY.fullmatch(key) else key.decode()
 
 
+_NIBBLES = np.full(256, 255, np.uint8)  # hex digit -> its value; 255 for every other byte (upper case included)
+_NIBBLES[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+def _stored_many(keys: np.ndarray) -> list[bytes | str]:
+    """:func:`_stored` of every key of an S64 array, hex decoding done by numpy."""
+    digits = _NIBBLES[np.frombuffer(np.ascontiguousarray(keys, "S64").tobytes(), np.uint8).reshape(-1, 64)]
+    hexes = (digits != 255).all(axis=1)
+    packed = ((digits[:, 0::2] << 4) | digits[:, 1::2]).tobytes()
+    return [packed[32 * i : 32 * i + 32] if hexes[i] else bytes(k).decode() for i, k in enumerate(keys)]
+
+
 def _loaded(value: bytes | str) -> str:
     return value.hex() if isinstance(value, bytes) else value
 
@@ -109,9 +122,13 @@ class KeyIndex:
         self.summarize = summarize
         self._connection: sqlite3.Connection | None = None
         self._pid = 0
+        self._lock = threading.RLock()  # threads of one process (dask tasks) share the connection, not transactions
 
     def __getstate__(self) -> dict[str, object]:
-        return {**self.__dict__, "_connection": None, "_pid": 0}
+        return {key: value for key, value in self.__dict__.items() if key not in ("_connection", "_pid", "_lock")}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state, _connection=None, _pid=0, _lock=threading.RLock())
 
     def close(self) -> None:
         """Close the connection (reopened on next use)."""
@@ -155,7 +172,8 @@ class KeyIndex:
 
     def _run(self, action: Callable[[sqlite3.Connection], _T]) -> _T:
         try:
-            return action(self._db())
+            with self._lock:
+                return action(self._db())
         except sqlite3.Error as error:
             raise IndexUnavailable(f"{self.path}: key index unavailable ({error})") from error
 
@@ -320,9 +338,10 @@ class KeyIndex:
                 shards = np.concatenate([np.full(len(k), shard) for k, shard in parts])
                 rows = np.concatenate([np.arange(len(k)) for k, _ in parts])
                 order = np.argsort(keys, kind="stable")
+                stored = _stored_many(keys[order])
                 db.executemany(
                     "INSERT OR IGNORE INTO keys VALUES (?, ?, ?)",
-                    ((_stored(bytes(keys[i])), int(shards[i]), int(rows[i])) for i in order),
+                    zip(stored, shards[order].tolist(), rows[order].tolist()),
                 )
 
         self._run(insert)
@@ -397,7 +416,7 @@ class KeyIndex:
                 for chunk in keys:
                     db.executemany(
                         "INSERT OR REPLACE INTO keys VALUES (?, ?, ?)",
-                        ((_stored(bytes(k)), shard, row + i) for i, k in enumerate(chunk)),
+                        ((stored, shard, row + i) for i, stored in enumerate(_stored_many(chunk))),
                     )
                     row += len(chunk)
                 db.execute("UPDATE shards SET n_rows = ? WHERE id = ?", (row, shard))

@@ -42,7 +42,7 @@ SHARD_FORMAT = "cnncodes-shard"
 CODES_FORMAT = "cnncodes-codes"
 FORMAT_VERSION = 1
 _FORMAT_NAMES = {SHARD_FORMAT: "cache", CODES_FORMAT: "codes file"}  # what version messages call each format
-_CHUNK_ROWS = 64  # rows per HDF5 chunk: the unit a checksum covers and a lookup reads
+_CHUNK_ROWS = 16  # rows per HDF5 chunk: the unit a checksum covers and a lookup reads (80 KB of 1280 float32)
 _BLOCK_ROWS = 4096  # rows in memory at once while verifying or compacting
 _ORPHAN_AGE_S = 3600.0  # a temporary file untouched this long belongs to no live writer
 
@@ -118,10 +118,20 @@ def opened_shard(handle: h5py.File, path: Path) -> tuple[h5py.Dataset, h5py.Data
 
 
 def summarize(path: Path) -> tuple[np.ndarray, int]:
-    """A shard's keys and code width (what the key index stores of it)."""
-    with reading(path, SHARD_FORMAT) as handle:
-        keys, codes = opened_shard(handle, path)
-        return keys[:], int(codes.shape[1])
+    """A shard's keys and code width (what the key index stores of it).
+
+    Raises
+    ------
+    OSError
+        Also :class:`CacheFormatError`: why the shard cannot be served, in one line naming it.
+    """
+    try:
+        with reading(path, SHARD_FORMAT) as handle:
+            keys, codes = opened_shard(handle, path)
+            return np.asarray(keys[:], "S64"), int(codes.shape[1])
+    except (ValueError, TypeError) as error:  # attributes or datasets of the wrong kind
+        message = f"{path}: not a readable shard ({error})"
+        raise CacheFormatError(message) from error
 
 
 def read_rows(path: Path, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

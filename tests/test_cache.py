@@ -12,9 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
+import cnncodes
 from cnncodes.cache import CodeCache, FeatureSet
 from cnncodes.cacheops import compact_cache, remove_cache, verify_cache
-from cnncodes.codesfile import CodesFile, read_codes_file, write_codes_file
+from cnncodes.codesfile import CodesFile, write_codes_file
 from cnncodes.errors import CacheFormatError
 
 DATA = Path(__file__).parent / "data"
@@ -120,24 +121,6 @@ def test_v1_shard_still_reads(cache_path: Path) -> None:
     np.testing.assert_array_equal(fs.get(_keys(3)), np.arange(12, dtype=np.float32).reshape(3, 4))
 
 
-def test_v1_codes_file_still_reads() -> None:
-    """Check that a codes file of format version 1 (committed) still reads."""
-    content = read_codes_file(DATA / "v1_codes.h5")
-    assert content.paths == ["a.jpg", "b/c.jpg"] and content.class_names == ["ants", "bees"]
-    assert content.labels.tolist() == [0, 1] and content.failures == [("bad.jpg", "empty file (0 bytes)")]
-    np.testing.assert_array_equal(content.codes, np.arange(6, dtype=np.float32).reshape(2, 3))
-
-
-def test_codes_file_refuses_newer_version(tmp_path: Path) -> None:
-    """Check that a codes file of a newer format version is refused with the upgrade hint."""
-    path = write_codes_file(tmp_path / "codes.h5", CodesFile(_codes(2), ["a", "b"], _keys(2)))
-    with h5py.File(path, "a") as handle:
-        handle.attrs["format_version"] = 2
-    expected = f"{path}: codes file format version 2 is newer than this cnncodes supports (1); upgrade cnncodes"
-    with pytest.raises(CacheFormatError, match="^" + re.escape(expected) + "$"):
-        read_codes_file(path)
-
-
 def test_cache_refuses_newer_feature_set_version(cache_path: Path) -> None:
     """Check that a feature set written by a newer cnncodes is refused with the same wording as files."""
     fs = CodeCache(cache_path, shard_size=1).feature_set(SPEC)
@@ -171,23 +154,6 @@ def test_writes_leave_no_temporary_file(tmp_path: Path, cache_path: Path) -> Non
     written = sorted(p.relative_to(fs.path).as_posix() for p in fs.path.rglob("*"))
     assert written[:2] == ["index.sqlite", "shards"] and written[-1] == "spec.json" and len(written) == 6  # 2+2+1 rows
     assert all(re.fullmatch(r"shards/[0-9T]+-\d+-\d{6}-[0-9a-f]{8}\.h5", name) for name in written[2:-1]), written
-
-
-def test_codes_file_round_trip_without_labels(tmp_path: Path) -> None:
-    """Check a codes file with unicode paths and no labels."""
-    content = CodesFile(_codes(2), ["ä/ö.jpg", "x.png"], _keys(2), spec={"k": 1})
-    back = read_codes_file(write_codes_file(tmp_path / "c.h5", content))
-    assert back.paths == content.paths and back.labels is None and back.failures == [] and back.spec == {"k": 1}
-
-
-def test_read_codes_file_rejects_other_hdf5(tmp_path: Path) -> None:
-    """Check that an unrelated HDF5 file is refused naming the file."""
-    path = tmp_path / "other.h5"
-    with h5py.File(path, "w") as handle:
-        handle["x"] = [1]
-    expected = f"{path}: not a cnncodes-codes file (format attribute None)"
-    with pytest.raises(CacheFormatError, match="^" + re.escape(expected) + "$"):
-        read_codes_file(path)
 
 
 def _flip_a_code_byte(shard: Path) -> None:
@@ -291,3 +257,15 @@ def test_feature_set_without_spec_is_listed_and_verified(cache_path: Path) -> No
     assert (listed.fingerprint, listed.spec, listed.info().n_codes) == (fs.fingerprint, {}, 4)
     assert verify_cache(cache_path, fs.fingerprint[:8]) == {fs.fingerprint: []}
     assert not (fs.path / "spec.json").exists()
+
+
+def test_extract_recomputes_the_images_of_a_damaged_shard(image_dir: Path, cache_path: Path) -> None:
+    """Check that an extraction never serves codes from a damaged shard: it computes them again, equal to the first."""
+    first = cnncodes.extract(image_dir, cache=cache_path, progress=False)
+    [shard] = cache_path.glob("*/shards/*.h5")
+    _flip_a_code_byte(shard)
+    with pytest.warns(UserWarning, match=re.escape(f"{shard}: skipped damaged shard")):
+        second = cnncodes.extract(image_dir, cache=cache_path, progress=False)
+    assert (first.n_from_cache, second.n_from_cache) == (0, 0)
+    np.testing.assert_array_equal(second.codes, first.codes)
+    assert cnncodes.extract(image_dir, cache=cache_path, progress=False).n_from_cache == len(first.keys)
