@@ -147,6 +147,7 @@ def main() -> None:
         "lookup_ms": {str(n): round(r["lookup_s"] * 1e3, 2) for n, r in rows.items()},
         "rebuild_s": {str(n): round(r["rebuild_s"], 2) for n, r in rows.items()},
         "lookup_growth": round(large["lookup_s"] / small["lookup_s"], 2),
+        "lookup_growth_of": f"{sizes[-1]} over {sizes[0]} codes",
         "rss_growth_mb": round(large["peak_rss_mb"] - small["peak_rss_mb"], 1),
     }
     print(json.dumps(summary))
