@@ -50,13 +50,13 @@ _LAZY = {
     "load_state_dict": "weights",
     # the cache and where files live
     "CodeCache": "cache",
-    "CodesFile": "cache",
-    "read_codes_file": "cache",
-    "write_codes_file": "cache",
-    "cache_info": "cache",
-    "verify_cache": "cache",
-    "compact_cache": "cache",
-    "remove_cache": "cache",
+    "CodesFile": "codesfile",
+    "read_codes_file": "codesfile",
+    "write_codes_file": "codesfile",
+    "cache_info": "cacheops",
+    "verify_cache": "cacheops",
+    "compact_cache": "cacheops",
+    "remove_cache": "cacheops",
     "default_cache_dir": "paths",
     "models_dir": "paths",
 }
@@ -80,16 +80,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
     from .backbones import BackboneSpec, TapSpec, get_backbone, imagenet_class_names, list_backbones
-    from .cache import (
-        CodeCache,
-        CodesFile,
-        cache_info,
-        compact_cache,
-        read_codes_file,
-        remove_cache,
-        verify_cache,
-        write_codes_file,
-    )
+    from .cache import CodeCache
+    from .cacheops import cache_info, compact_cache, remove_cache, verify_cache
+    from .codesfile import CodesFile, read_codes_file, write_codes_file
     from .datasets import Dataset, load_dataset
     from .evaluation import EvaluationResult, evaluate
     from .extraction import ExtractionResult, extract

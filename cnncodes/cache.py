@@ -1,14 +1,17 @@
-"""The only h5py importer: the content-addressed code cache (feature sets of immutable shards) and codes files.
+"""The content-addressed code cache: feature sets of immutable shards, found through a key index.
 
 Cache layout (schema version 1)::
 
     <root>/<fingerprint[:20]>/spec.json        the feature-set spec, human-readable
     <root>/<fingerprint[:20]>/shards/*.h5      immutable shards: /keys (N,) S64, /codes (N, D)
+    <root>/<fingerprint[:20]>/index.sqlite     key -> (shard, row); rebuilt from the shards when lost
 
 A writer fills a ``.tmp-*`` file and renames it into place when complete
-(:func:`cnncodes.fileio.atomic_path`), so readers never see half a file, a crash loses only
-the shard in flight, and any number of processes can write into one feature set. Duplicate
-keys across shards are harmless.
+(:func:`cnncodes.fileio.atomic_path`), then indexes it, so readers never see half a file, a
+crash loses only the shard in flight, and any number of processes can write into one feature
+set. Duplicate keys across shards are harmless. The shards are the truth; the index
+(:mod:`cnncodes.keyindex`) only says where each key is, so a lookup costs what the query
+costs, not what the cache holds.
 """
 
 from __future__ import annotations
@@ -21,70 +24,38 @@ import shutil
 import time
 import uuid
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
-import h5py
 import numpy as np
 
 from .contentkeys import FileKeyMemo
 from .errors import CacheFormatError
-from .fileio import TEMP_PREFIX, atomic_path, write_text_atomic
-from .fingerprint import canonical_json, spec_fingerprint
+from .fileio import TEMP_PREFIX, write_text_atomic
+from .fingerprint import spec_fingerprint
+from .keyindex import INDEX_NAME, IndexUnavailable, KeyIndex, shard_names
+from .shardfiles import (
+    FORMAT_VERSION,
+    SHARD_FORMAT,
+    iter_rows,
+    read_rows,
+    remove_orphans,
+    shard_damage,
+    shard_datasets,
+    shards_fingerprint,
+    summarize,
+    writing,
+    new_file,
+)
 from .messages import newer_format_message
 from .paths import default_cache_dir
 
-__all__ = [
-    "CodeCache",
-    "FeatureSet",
-    "FeatureSetInfo",
-    "ShardDamage",
-    "CodesFile",
-    "write_codes_file",
-    "read_codes_file",
-    "cache_info",
-    "verify_cache",
-    "compact_cache",
-    "remove_cache",
-    "iter_codes_file",
-    "is_codes_file",
-]
+__all__ = ["CodeCache", "FeatureSet", "FeatureSetInfo", "ShardDamage"]
 
-SHARD_FORMAT = "cnncodes-shard"
-CODES_FORMAT = "cnncodes-codes"
-FORMAT_VERSION = 1
 _FOLDER_DIGITS = 20
-_FORMAT_NAMES = {SHARD_FORMAT: "cache", CODES_FORMAT: "codes file"}  # what version messages call each format
 _shard_numbers = itertools.count()  # orders one process's shards within a second
-
-
-@contextlib.contextmanager
-def _reading(path: Path, expected_format: str) -> Iterator[h5py.File]:
-    """Open an HDF5 file of ours for reading, refusing another format or a newer version."""
-    with h5py.File(path, "r") as handle:
-        found_format = handle.attrs.get("format")
-        if isinstance(found_format, bytes):
-            found_format = found_format.decode()
-        if found_format != expected_format:
-            message = f"{path}: not a {expected_format} file (format attribute {found_format!r})"
-            raise CacheFormatError(message)
-        version = int(handle.attrs.get("format_version", 0))
-        if version > FORMAT_VERSION:
-            raise CacheFormatError(newer_format_message(path, _FORMAT_NAMES[expected_format], version, FORMAT_VERSION))
-        yield handle
-
-
-@contextlib.contextmanager
-def _writing(path: Path, file_format: str) -> Iterator[h5py.File]:
-    """An HDF5 file that appears at ``path`` only once complete and on disk (fsync, then rename)."""
-    with atomic_path(path, suffix=".h5") as temporary:
-        with h5py.File(temporary, "w") as handle:
-            handle.attrs["format"] = file_format
-            handle.attrs["format_version"] = FORMAT_VERSION
-            yield handle
-        with open(temporary, "rb") as synced:
-            os.fsync(synced.fileno())
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -122,7 +93,7 @@ class FeatureSetInfo:
 
 
 class FeatureSet:
-    """Codes of one feature set: lookup by key, append in immutable shards.
+    """Codes of one feature set: lookup by key through its key index, append in immutable shards.
 
     Use :meth:`CodeCache.feature_set` to get one.
 
@@ -132,9 +103,12 @@ class FeatureSet:
         The cache folder.
     spec : dict
         The feature-set spec (see :class:`cnncodes.featurespec.FeatureSetSpec`); its
-        fingerprint names the folder.
+        fingerprint names the folder. Empty for a folder whose ``spec.json`` is lost
+        (``fingerprint`` then names it, and no spec is written).
     shard_size : int, default=512
         Rows per shard: what a crash can lose at most.
+    fingerprint : str or None, default=None
+        The fingerprint, when ``spec`` cannot give it.
 
     Examples
     --------
@@ -147,94 +121,159 @@ class FeatureSet:
     >>> shutil.rmtree(root)
     """
 
-    def __init__(self, root: Path, spec: dict[str, Any], shard_size: int = 512) -> None:
+    def __init__(
+        self, root: Path, spec: dict[str, Any], shard_size: int = 512, *, fingerprint: str | None = None
+    ) -> None:
         self.spec = spec
-        self.fingerprint = spec_fingerprint(spec)
+        self.fingerprint = fingerprint or spec_fingerprint(spec)
         self.path = root / self.fingerprint[:_FOLDER_DIGITS]
         self.shards_dir = self.path / "shards"
         self.shard_size = shard_size
-        self._index: dict[bytes, tuple[Path, int]] = {}
-        self._scanned: set[Path] = set()
+        self.index = KeyIndex(self.path / INDEX_NAME, self.shards_dir, summarize)
+        self._scan_only = False  # the index proved unusable here: every lookup scans the shards
         self._pending_keys: list[bytes] = []
         self._pending_codes: list[np.ndarray] = []
 
     # -- reading -------------------------------------------------------------
     def _shard_paths(self) -> list[Path]:
-        if not self.shards_dir.is_dir():
-            return []
-        return sorted(p for p in self.shards_dir.glob("*.h5") if not p.name.startswith(TEMP_PREFIX))
+        return [self.shards_dir / name for name in shard_names(self.shards_dir)]
+
+    def _use_index(self, action: Callable[[KeyIndex], _T], sync: bool = True) -> _T | None:
+        """``action(index)`` on the index brought up to date; None (after one warning) once it is unusable here."""
+        if self._scan_only:
+            return None
+        try:
+            if sync:
+                for name, problem in self.index.sync().items():
+                    self._warn_damaged(name, problem)
+            return action(self.index)
+        except IndexUnavailable as error:
+            warnings.warn(f"{error}; scanning the shards instead", stacklevel=3)
+            self._scan_only = True
+            return None
 
     def refresh(self) -> None:
-        """Index shards that appeared since the last look (other processes may write)."""
-        current = self._shard_paths()
-        gone = self._scanned - set(current)
-        if gone:  # compaction replaced shards: rebuild the index
-            self._index.clear()
-            self._scanned.clear()
-        for shard in current:
-            if shard in self._scanned:
-                continue
+        """Index the shards that appeared since the last look (other processes may write)."""
+        self._use_index(lambda index: None)
+
+    def _locate(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """(shard name, row) of each key held; only the keys asked for are ever in memory."""
+        found = self._use_index(lambda index: index.lookup(keys))
+        return found if found is not None else self._scan(keys)
+
+    def _scan(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """What :meth:`_locate` does without an index: read the keys of every shard, one at a time."""
+        wanted = np.unique(np.array([k.encode() for k in keys], dtype="S64"))
+        found: dict[str, tuple[str, int]] = {}
+        width = None
+        for path in self._shard_paths():
             try:
-                with _reading(shard, SHARD_FORMAT) as handle:
-                    keys = handle["keys"][:]
-            except (OSError, KeyError, CacheFormatError) as error:
-                warnings.warn(f"{shard}: skipped unreadable shard ({error}); run 'cnncodes cache verify'", stacklevel=2)
-                self._scanned.add(shard)
+                shard_keys, shard_width = summarize(path)
+            except OSError:
                 continue
-            for row, key in enumerate(keys):
-                self._index.setdefault(bytes(key), (shard, row))
-            self._scanned.add(shard)
+            width = width or shard_width
+            if shard_width == width:
+                for row in np.flatnonzero(np.isin(shard_keys, wanted)):
+                    found.setdefault(shard_keys[row].decode(), (path.name, int(row)))
+        return found
 
     def contains(self, keys: Sequence[str]) -> np.ndarray:
-        """Boolean mask: which keys have codes here (written shards and pending rows)."""
-        self.refresh()
+        """Boolean mask: which keys have codes here (written shards and pending rows); opens no shard."""
+        found = self._locate(keys)
         pending = set(self._pending_keys)
-        return np.array([k.encode() in self._index or k.encode() in pending for k in keys], dtype=bool)
+        return np.array([k in found or k.encode() in pending for k in keys], dtype=bool)
+
+    def fetch(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Codes of the ``keys`` held here, reading only the shards that hold them.
+
+        A shard found damaged on reading (checksum, truncation, width) is never served: it is
+        reported once and its keys count as absent, so they are computed again.
+
+        Parameters
+        ----------
+        keys : sequence of str
+            Keys to read.
+
+        Returns
+        -------
+        found : ndarray of shape (n_keys,), bool
+        codes : ndarray of shape (n_keys, n_features), float32
+            Rows of absent keys are zeros.
+        """
+        self.flush()
+        found = np.zeros(len(keys), bool)
+        out: np.ndarray | None = None
+        located = self._locate(keys)
+        for _ in range(2):  # a second look after a concurrent compaction moved rows
+            by_shard: dict[str, list[tuple[int, int]]] = {}
+            for position, key in enumerate(keys):
+                if not found[position] and key in located:
+                    name, row = located[key]
+                    by_shard.setdefault(name, []).append((row, position))
+            moved = False
+            for name, pairs in by_shard.items():
+                positions = np.array([position for _, position in pairs])
+                try:
+                    stored, rows = read_rows(self.shards_dir / name, np.array([row for row, _ in pairs]))
+                except FileNotFoundError:
+                    moved = True
+                    continue
+                except IndexError:
+                    stored, rows = np.empty(0, "S64"), np.empty((0, 0), np.float32)
+                except OSError as error:
+                    self._refuse(name, str(error).splitlines()[0])
+                    continue
+                if len(stored) != len(positions) or (stored != [keys[p].encode() for p in positions]).any():
+                    self._out_of_step(name)  # the index names rows that do not hold these keys
+                    continue
+                if out is None:
+                    out = np.zeros((len(keys), rows.shape[1]), np.float32)
+                if rows.shape[1] != out.shape[1]:
+                    self._refuse(name, f"{rows.shape[1]} features, but the feature set has {out.shape[1]}")
+                    continue
+                out[positions], found[positions] = rows, True
+            if not moved:
+                break
+            located = self._locate([key for key, hit in zip(keys, found) if not hit])
+        return found, out if out is not None else np.zeros((len(keys), self.n_features or 0), np.float32)
+
+    def _warn_damaged(self, name: str, reason: str) -> None:
+        warnings.warn(
+            f"{self.shards_dir / name}: skipped damaged shard ({reason}); run 'cnncodes cache verify'", stacklevel=3
+        )
+
+    def _out_of_step(self, name: str) -> None:
+        """Serve nothing the index says about shard ``name`` and have the index rebuilt from the shards."""
+        warnings.warn(f"{self.index.path}: key index out of step with shard {name}; rebuilding it", stacklevel=3)
+        self._use_index(lambda index: index.clear(), sync=False)
+
+    def _refuse(self, name: str, reason: str) -> None:
+        self._warn_damaged(name, reason)
+        self._use_index(lambda index: index.refuse(name, reason), sync=False)
 
     def get(self, keys: Sequence[str]) -> np.ndarray:
         """Codes for ``keys`` (all must be present), as float32 rows in the same order."""
-        self.flush()
-        self.refresh()
-        by_shard: dict[Path, list[tuple[int, int]]] = {}
-        for position, key in enumerate(keys):
-            try:
-                shard, row = self._index[key.encode()]
-            except KeyError as error:
-                message = f"{self.path}: no code for key {key}"
-                raise CacheFormatError(message) from error
-            by_shard.setdefault(shard, []).append((row, position))
-        out: np.ndarray | None = None
-        for shard, pairs in by_shard.items():
-            rows = np.array([row for row, _ in pairs])
-            positions = [position for _, position in pairs]
-            with h5py.File(shard, "r") as handle:
-                dataset = handle["codes"]
-                if out is None:
-                    out = np.empty((len(keys), dataset.shape[1]), np.float32)
-                if len(rows) * 4 >= dataset.shape[0]:  # most of the shard: one contiguous read
-                    out[positions] = dataset[:][rows]
-                else:  # h5py wants increasing, unique indices
-                    unique_rows, inverse = np.unique(rows, return_inverse=True)
-                    out[positions] = dataset[unique_rows][inverse]
-        if out is None:
-            return np.empty((0, self.n_features or 0), np.float32)
-        return out
+        found, codes = self.fetch(keys)
+        if not found.all():
+            message = f"{self.path}: no code for key {keys[int(np.argmin(found))]}"
+            raise CacheFormatError(message)
+        return codes
 
     @property
     def n_features(self) -> int | None:
         """Code length, once any shard exists."""
-        for shard in self._shard_paths():
-            try:
-                with h5py.File(shard, "r") as handle:
-                    return int(handle["codes"].shape[1])
-            except (OSError, KeyError):
-                continue
+        width = self._use_index(lambda index: index.n_features)
+        if width is not None or not self._scan_only:
+            return width
+        for path in self._shard_paths():
+            with contextlib.suppress(OSError):
+                return summarize(path)[1]
         return None
 
     # -- writing -------------------------------------------------------------
     def _write_spec(self) -> None:
         spec_path = self.path / "spec.json"
-        if spec_path.exists():
+        if spec_path.exists() or not self.spec:  # a folder that lost its spec.json gets none made up
             return
         document = {"fingerprint": self.fingerprint, "format_version": FORMAT_VERSION, "spec": self.spec}
         write_text_atomic(spec_path, json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -263,65 +302,131 @@ class FeatureSet:
         self._pending_keys = [bytes(k) for k in keys[start:]]
         self._pending_codes = [codes[start:]] if start < len(keys) else []
 
+    def _new_shard_path(self) -> Path:
+        stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_shard_numbers):06d}"
+        return self.shards_dir / f"{stamp}-{uuid.uuid4().hex[:8]}.h5"
+
     def _write_shard(self, keys: np.ndarray, codes: np.ndarray) -> Path:
         self._write_spec()
         dtype = np.float16 if self.spec.get("dtype") == "float16" else np.float32
-        stamp = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_shard_numbers):06d}"
-        final = self.shards_dir / f"{stamp}-{uuid.uuid4().hex[:8]}.h5"
-        with _writing(final, SHARD_FORMAT) as handle:
+        final = self._new_shard_path()
+        with writing(final, SHARD_FORMAT) as handle:
             handle.attrs["fingerprint"] = self.fingerprint
-            handle.create_dataset("keys", data=keys)
-            handle.create_dataset("codes", data=codes.astype(dtype))
+            shard_datasets(handle, keys.shape[0], codes.shape[1], dtype, keys, codes.astype(dtype))
+        # Indexed after the rename, so the index never names a missing shard; if this fails, sync catches up.
+        with contextlib.suppress(IndexUnavailable):
+            self.index.add_shard(final.name, keys, codes.shape[1])
         return final
 
     def compact(self) -> tuple[int, int]:
-        """Merge every shard into one (duplicates dropped), atomically; return (shards before, codes)."""
+        """Merge every healthy shard into one (duplicates and damaged rows dropped), atomically, in bounded memory.
+
+        Shards that cannot be served (damaged, of a newer format version, of another width)
+        are left in place for ``cnncodes cache verify`` to report.
+
+        Returns
+        -------
+        (int, int)
+            Healthy shards before, codes held after.
+        """
         self.flush()
-        shards = self._shard_paths()
-        if len(shards) <= 1:
-            return len(shards), len(self.keys())
-        self._index.clear()
-        self._scanned.clear()
-        self.refresh()
-        keys = sorted(self._index)
-        codes = self.get([k.decode() for k in keys])
-        self._write_shard(np.array(keys, dtype="S64"), codes)
-        for shard in shards:
-            shard.unlink(missing_ok=True)
-        self._index.clear()
-        self._scanned.clear()
-        return len(shards), len(keys)
+        remove_orphans(self.shards_dir)
+        try:
+            self.index.sync()
+            shards = self.index.healthy_shards()
+            if len(shards) <= 1:
+                return len(shards), self.index.n_keys()
+            return len(shards), self._merge(shards)
+        except IndexUnavailable as error:
+            message = f"{error}; compaction needs it"
+            raise CacheFormatError(message) from error
+
+    def _merge(self, shards: list[str]) -> int:
+        final = self._new_shard_path()
+        temporary = self.shards_dir / f"{TEMP_PREFIX}compact-{uuid.uuid4().hex}.h5"
+        try:
+            merged = self._copy_rows(shards, temporary)
+            keys = (chunk for chunk, _ in iter_rows(final, codes=False))  # read once renamed into place
+            width = self.index.n_features or 0
+            if merged and self.index.replace(merged, final.name, keys, width, lambda: os.replace(temporary, final)):
+                for name in merged:
+                    (self.shards_dir / name).unlink(missing_ok=True)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return self.index.n_keys()
+
+    def _copy_rows(self, shards: list[str], temporary: Path) -> list[str]:
+        """Copy the rows the index serves from ``shards`` into ``temporary``, block by block; return those copied."""
+        copied = []
+        with new_file(temporary, SHARD_FORMAT) as out:
+            out.attrs["fingerprint"] = self.fingerprint
+            keys_out = codes_out = None
+            for name in shards:
+                try:
+                    for keys, codes in self._served_rows(name):
+                        if keys_out is None or codes_out is None:
+                            keys_out, codes_out = shard_datasets(out, None, codes.shape[1], codes.dtype)
+                        start = keys_out.shape[0]
+                        keys_out.resize((start + len(keys),))
+                        codes_out.resize((start + len(keys), codes.shape[1]))
+                        keys_out[start:], codes_out[start:] = keys, codes
+                except FileNotFoundError:  # another compaction took it
+                    continue
+                except OSError as error:  # rows copied before the damage stay valid; the shard stays for verify
+                    self._refuse(name, str(error).splitlines()[0])
+                    continue
+                copied.append(name)
+            if keys_out is None:  # nothing to keep: still a valid (empty) shard
+                shard_datasets(out, None, self.index.n_features or 1, np.float32)
+        return copied
+
+    def _served_rows(self, name: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Blocks of the rows of shard ``name`` the index points at (first copy of a key), with finite codes."""
+        start = 0
+        for keys, codes in iter_rows(self.shards_dir / name):
+            located = self.index.lookup([k.decode() for k in keys])
+            rows = np.arange(start, start + len(keys))
+            own = np.array([located.get(k.decode(), (name, row)) == (name, row) for k, row in zip(keys, rows)], bool)
+            keep = own & np.isfinite(codes).all(axis=1)
+            start += len(keys)
+            yield keys[keep], codes[keep]
 
     def keys(self) -> list[str]:
         """Every key with a code here."""
-        self.refresh()
-        return [k.decode() for k in self._index]
+        keys = self._use_index(lambda index: list(index.iter_keys()))
+        if keys is not None:
+            return keys
+        every: set[str] = set()
+        for path in self._shard_paths():
+            with contextlib.suppress(OSError):
+                every.update(k.decode() for k in summarize(path)[0])
+        return sorted(every)
 
     def verify(self) -> list[ShardDamage]:
-        """Read every shard completely; return the damaged ones."""
+        """Read every shard completely (checksums included); return the damaged ones, which are then never served."""
+        width = self.n_features
         damage = []
-        for shard in self._shard_paths():
+        for path in self._shard_paths():
             try:
-                with _reading(shard, SHARD_FORMAT) as handle:
-                    keys, codes = handle["keys"][:], handle["codes"][:]
-                    if len(keys) != len(codes):
-                        damage.append(ShardDamage(shard, f"{len(keys)} keys but {len(codes)} codes"))
-                    elif not np.isfinite(codes).all():
-                        damage.append(ShardDamage(shard, "codes hold NaN or infinity"))
-            except (OSError, KeyError, CacheFormatError) as error:
-                damage.append(ShardDamage(shard, str(error).splitlines()[0]))
+                reason = shard_damage(path, width)
+            except OSError as error:
+                reason = str(error).splitlines()[0]
+            if reason:
+                damage.append(ShardDamage(path, reason))
+                self._use_index(lambda index: index.refuse(path.name, reason), sync=False)
         return damage
 
     def info(self) -> FeatureSetInfo:
         """Counts and sizes of this feature set."""
         shards = self._shard_paths()
+        n_codes = self._use_index(lambda index: index.n_keys())
         return FeatureSetInfo(
             self.fingerprint,
             self.path,
             self.spec,
-            len(self.keys()),
+            len(self.keys()) if n_codes is None else n_codes,
             len(shards),
-            sum(p.stat().st_size for p in shards),
+            sum(p.stat().st_size for p in shards if p.exists()),
             self.n_features,
         )
 
@@ -356,10 +461,12 @@ class CodeCache:
 
     def feature_set(self, spec: dict[str, Any]) -> FeatureSet:
         """The feature set of ``spec`` (created on first write)."""
-        key = canonical_json(spec)
-        if key not in self._open:
-            self._open[key] = FeatureSet(self.root, spec, self.shard_size)
-        return self._open[key]
+        return self._feature_set(spec, spec_fingerprint(spec))
+
+    def _feature_set(self, spec: dict[str, Any], fingerprint: str) -> FeatureSet:
+        if fingerprint not in self._open:
+            self._open[fingerprint] = FeatureSet(self.root, spec, self.shard_size, fingerprint=fingerprint)
+        return self._open[fingerprint]
 
     def flush(self) -> None:
         """Write every pending shard."""
@@ -369,15 +476,18 @@ class CodeCache:
     def __iter__(self) -> Iterator[FeatureSet]:
         if not self.root.is_dir():
             return
-        for spec_path in sorted(self.root.glob("*/spec.json")):
+        for folder in sorted(p for p in self.root.iterdir() if len(p.name) == _FOLDER_DIGITS and p.is_dir()):
+            spec_path = folder / "spec.json"
             try:
                 document = json.loads(spec_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+            except (OSError, ValueError):  # lost or damaged: the shards still name the feature set
+                if (folder / "shards").is_dir():
+                    yield self._feature_set({}, shards_fingerprint(folder))
                 continue
             version = int(document.get("format_version", 0))
             if version > FORMAT_VERSION:
                 raise CacheFormatError(newer_format_message(spec_path, "cache", version, FORMAT_VERSION))
-            yield self.feature_set(document["spec"])
+            yield self._feature_set(document["spec"], spec_fingerprint(document["spec"]))
 
     def find(self, prefix: str) -> list[FeatureSet]:
         """Feature sets whose fingerprint starts with ``prefix`` (all of them for "")."""
@@ -387,297 +497,3 @@ class CodeCache:
         """Delete a feature set folder."""
         shutil.rmtree(feature_set.path, ignore_errors=True)
         self._open = {k: v for k, v in self._open.items() if v is not feature_set}
-
-
-# -- codes files (the output of `cnncodes extract -o`) -------------------------------
-@dataclass
-class CodesFile:
-    """The content of a codes file: codes aligned with paths and keys, labels, failures and the spec.
-
-    Examples
-    --------
-    >>> content = CodesFile(np.zeros((2, 3), np.float32), ["a.jpg", "b.jpg"], ["k1", "k2"])
-    >>> content.codes.shape, content.labels, content.failures
-    ((2, 3), None, [])
-    """
-
-    codes: np.ndarray  # (n, d) float32
-    paths: list[str]  # one per row, as given
-    keys: list[str]  # content sha256 per row
-    labels: np.ndarray | None = None  # (n,) int, indices into class_names
-    class_names: list[str] | None = None
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) of images without codes
-    spec: dict[str, Any] = field(default_factory=dict)  # the feature-set spec of the codes
-
-
-def write_codes_file(path: Path | str, content: CodesFile) -> Path:
-    """Write a self-contained codes file atomically (schema in the README).
-
-    Parameters
-    ----------
-    path : Path or str
-        Where to write; an existing file is replaced only once the new one is complete.
-    content : CodesFile
-        What to write.
-
-    Returns
-    -------
-    Path
-
-    Examples
-    --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> content = CodesFile(np.ones((1, 2), np.float32), ["a.jpg"], ["k1"], failures=[("b.jpg", "empty file")])
-    >>> read_codes_file(write_codes_file(folder / "codes.h5", content)).failures
-    [('b.jpg', 'empty file')]
-    >>> shutil.rmtree(folder)
-    """
-    path = Path(path)
-    strings = h5py.string_dtype("utf-8")
-    with _writing(path, CODES_FORMAT) as handle:
-        handle.attrs["spec"] = json.dumps(content.spec, sort_keys=True)
-        handle.create_dataset("codes", data=np.asarray(content.codes, np.float32))
-        handle.create_dataset("paths", data=np.array(content.paths, dtype=object), dtype=strings)
-        handle.create_dataset("keys", data=np.array(content.keys, dtype="S64"))
-        if content.labels is not None:
-            handle.create_dataset("labels", data=np.asarray(content.labels, np.int64))
-        if content.class_names is not None:
-            handle.create_dataset("class_names", data=np.array(content.class_names, dtype=object), dtype=strings)
-        failures = np.array([list(f) for f in content.failures] or np.empty((0, 2)), dtype=object)
-        handle.create_dataset("failures", data=failures.reshape(-1, 2), dtype=strings)
-    return path
-
-
-def _strings(dataset: h5py.Dataset) -> list[str]:
-    return [s.decode() if isinstance(s, bytes) else str(s) for s in dataset[:]]
-
-
-def read_codes_file(path: Path | str, *, with_codes: bool = True) -> CodesFile:
-    """Read a codes file written by :func:`write_codes_file`.
-
-    Parameters
-    ----------
-    path : str or Path
-        The codes file.
-    with_codes : bool, default=True
-        False reads only the metadata (paths, keys, labels, class names, spec);
-        ``codes`` is then an (n, 0) array. :func:`iter_codes_file` reads codes in chunks.
-
-    Returns
-    -------
-    CodesFile
-
-    Raises
-    ------
-    CacheFormatError
-        If the file is not a codes file, or of a newer format version.
-
-    Examples
-    --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> path = write_codes_file(folder / "codes.h5", CodesFile(np.ones((2, 4), np.float32), ["a", "b"], ["1", "2"]))
-    >>> read_codes_file(path).codes.shape, read_codes_file(path, with_codes=False).codes.shape
-    ((2, 4), (2, 0))
-    >>> shutil.rmtree(folder)
-    """
-    path = Path(path)
-    try:
-        with _reading(path, CODES_FORMAT) as handle:
-            codes = handle["codes"]
-            return CodesFile(
-                codes=codes[:] if with_codes else np.empty((codes.shape[0], 0), np.float32),
-                paths=_strings(handle["paths"]),
-                keys=_strings(handle["keys"]),
-                labels=handle["labels"][:] if "labels" in handle else None,
-                class_names=_strings(handle["class_names"]) if "class_names" in handle else None,
-                failures=[(a.decode(), b.decode()) for a, b in handle["failures"][:]] if "failures" in handle else [],
-                spec=json.loads(handle.attrs.get("spec", "{}")),
-            )
-    except CacheFormatError:
-        raise  # already one line naming the file
-    except OSError as error:
-        message = f"{path}: cannot read codes file ({error})"
-        raise CacheFormatError(message) from error
-
-
-# -- whole-cache operations (``cnncodes cache ...``) ------------------------------------
-def _select(root: Path | str | None, prefix: str) -> list[FeatureSet]:
-    return CodeCache(root).find(prefix)
-
-
-def cache_info(root: Path | str | None = None, prefix: str = "") -> list[FeatureSetInfo]:
-    """Summaries of the feature sets whose fingerprint starts with ``prefix``.
-
-    Parameters
-    ----------
-    root : Path, str or None, default=None
-        The cache folder; None: :func:`cnncodes.default_cache_dir`.
-    prefix : str, default=""
-        Start of the fingerprints to select; "" selects all.
-
-    Returns
-    -------
-    list of FeatureSetInfo
-
-    Raises
-    ------
-    CacheFormatError
-        If a feature set was written by a newer cnncodes.
-
-    Examples
-    --------
-    >>> import shutil, tempfile
-    >>> root = Path(tempfile.mkdtemp())
-    >>> CodeCache(root, shard_size=1).feature_set({"tap": "demo"}).add(["k"], np.zeros((1, 5), np.float32))
-    >>> [(info.spec["tap"], info.n_codes, info.n_features) for info in cache_info(root)]
-    [('demo', 1, 5)]
-    >>> shutil.rmtree(root)
-    """
-    return [fs.info() for fs in _select(root, prefix)]
-
-
-def verify_cache(root: Path | str | None = None, prefix: str = "") -> dict[str, list[ShardDamage]]:
-    """Read every shard of the selected feature sets completely.
-
-    Parameters
-    ----------
-    root : Path, str or None, default=None
-        The cache folder; None: :func:`cnncodes.default_cache_dir`.
-    prefix : str, default=""
-        Start of the fingerprints to select; "" selects all.
-
-    Returns
-    -------
-    dict of str to list of ShardDamage
-        The damaged shards (none: an empty list) by fingerprint.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as root:
-    ...     verify_cache(root)
-    {}
-    """
-    return {fs.fingerprint: fs.verify() for fs in _select(root, prefix)}
-
-
-def compact_cache(root: Path | str | None = None, prefix: str = "") -> dict[str, tuple[int, int]]:
-    """Merge each selected feature set into one shard (duplicate keys dropped), atomically.
-
-    Parameters
-    ----------
-    root : Path, str or None, default=None
-        The cache folder; None: :func:`cnncodes.default_cache_dir`.
-    prefix : str, default=""
-        Start of the fingerprints to select; "" selects all.
-
-    Returns
-    -------
-    dict of str to (int, int)
-        (shards before, codes) by fingerprint.
-
-    Examples
-    --------
-    >>> import shutil, tempfile
-    >>> root = Path(tempfile.mkdtemp())
-    >>> fs = CodeCache(root, shard_size=1).feature_set({"tap": "demo"})
-    >>> fs.add(["a", "b", "a"], np.zeros((3, 2), np.float32))
-    >>> list(compact_cache(root).values())
-    [(3, 2)]
-    >>> shutil.rmtree(root)
-    """
-    return {fs.fingerprint: fs.compact() for fs in _select(root, prefix)}
-
-
-def remove_cache(root: Path | str | None = None, prefix: str = "") -> list[FeatureSetInfo]:
-    """Delete the selected feature sets.
-
-    Parameters
-    ----------
-    root : Path, str or None, default=None
-        The cache folder; None: :func:`cnncodes.default_cache_dir`.
-    prefix : str, default=""
-        Start of the fingerprints to select; "" selects all.
-
-    Returns
-    -------
-    list of FeatureSetInfo
-        What was removed.
-
-    Examples
-    --------
-    >>> import shutil, tempfile
-    >>> root = Path(tempfile.mkdtemp())
-    >>> CodeCache(root, shard_size=1).feature_set({"tap": "demo"}).add(["k"], np.zeros((1, 2), np.float32))
-    >>> [info.spec["tap"] for info in remove_cache(root)], list(CodeCache(root))
-    (['demo'], [])
-    >>> shutil.rmtree(root)
-    """
-    cache = CodeCache(root)
-    removed = []
-    for fs in cache.find(prefix):
-        removed.append(fs.info())
-        cache.remove(fs)
-    return removed
-
-
-def iter_codes_file(path: Path | str, chunk_rows: int = 4096) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Read a codes file in chunks of rows, memory bounded by ``chunk_rows``.
-
-    Parameters
-    ----------
-    path : Path or str
-        The codes file.
-    chunk_rows : int, default=4096
-        Rows per chunk.
-
-    Yields
-    ------
-    codes : ndarray of shape (<= chunk_rows, d), float32
-    labels : ndarray of shape (<= chunk_rows,) or None
-
-    Raises
-    ------
-    CacheFormatError
-        If the file is not a codes file, or of a newer format version.
-
-    Examples
-    --------
-    >>> import shutil, tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> path = write_codes_file(folder / "c.h5", CodesFile(np.zeros((5, 2), np.float32), list("abcde"), list("12345")))
-    >>> [codes.shape for codes, labels in iter_codes_file(path, chunk_rows=2)]
-    [(2, 2), (2, 2), (1, 2)]
-    >>> shutil.rmtree(folder)
-    """
-    with _reading(Path(path), CODES_FORMAT) as handle:
-        codes, labels = handle["codes"], handle["labels"] if "labels" in handle else None
-        for start in range(0, codes.shape[0], chunk_rows):
-            stop = min(start + chunk_rows, codes.shape[0])
-            yield codes[start:stop].astype(np.float32), (labels[start:stop] if labels is not None else None)
-
-
-def is_codes_file(path: Path | str) -> bool:
-    """Whether ``path`` is an HDF5 file in the codes-file format.
-
-    Parameters
-    ----------
-    path : Path or str
-        Any file.
-
-    Returns
-    -------
-    bool
-
-    Examples
-    --------
-    >>> is_codes_file(__file__)
-    False
-    """
-    try:
-        with h5py.File(path, "r") as handle:
-            return handle.attrs.get("format") in (CODES_FORMAT, CODES_FORMAT.encode())
-    except (OSError, ValueError):
-        return False

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backbones import BackboneSpec, TapSpec
-from .cache import CodeCache, CodesFile, FeatureSet
+from .cache import CodeCache, FeatureSet
+from .codesfile import CodesFile
 from .contentkeys import content_keys, file_sha256
 from .errors import CnnCodesError, ImageDecodeError
 from .featurespec import ExtractionOptions, FeatureSetSpec
@@ -190,12 +191,14 @@ class ExtractionPlan:
         if not self.feature_sets:
             return
         keys = [self.keys[i] or "" for i in self.todo]
-        present_by_tap = np.array([fs.contains(keys) for fs in self.feature_sets])
-        self.stored = [{keys[j] for j in np.flatnonzero(column)} for column in present_by_tap]
-        present = present_by_tap.all(axis=0)
+        fetched = [fs.fetch(keys) for fs in self.feature_sets]  # a damaged shard's keys come back absent
+        self.stored = [{keys[j] for j in np.flatnonzero(found)} for found, _ in fetched]
+        present = np.all([found for found, _ in fetched], axis=0)
         hits = [i for i, hit in zip(self.todo, present) if hit]
         if hits:
-            self.read_back(hits)
+            for block, (_, codes) in zip(self.codes, fetched):
+                block[hits] = codes[present]
+            self.ok[hits] = True
         self.todo = [i for i, hit in zip(self.todo, present) if not hit]
         self.n_from_cache = len(hits)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cache import write_codes_file
+from .codesfile import write_codes_file
 from .distributed import DEFAULT_PARTITION_SIZE, connect, extract_on_cluster
 from .engine import ExtractionOptions, ExtractionResult, Extractor
 from .params import CODE_PARAMETERS, PARAMETERS, ExtractParameters

@@ -12,7 +12,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils.class_weight import compute_class_weight
 
-from .cache import is_codes_file, iter_codes_file, read_codes_file
+from .codesfile import is_codes_file, iter_codes_file, read_codes_file
 from .datasets import load_dataset
 from .distributed import dask_backend
 from .errors import InputError

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 import cnncodes
 from cnncodes import params
-from cnncodes.cache import read_codes_file
+from cnncodes.codesfile import read_codes_file
 from cnncodes.cli import cli
 from cnncodes.paths import cards_dir
 from tests.badfiles import make_bad_files
