@@ -46,6 +46,13 @@ _LAZY = {
     "PredictionResult": "prediction",
     "sweep": "sweep",
     "SweepResult": "sweep",
+    # search: the backbone's own labels, similar images, near-duplicates
+    "classify": "labels",
+    "similar": "similarity",
+    "SimilarityResult": "similarity",
+    "CodeIndex": "codeindex",
+    "find_duplicates": "duplicates",
+    "DuplicateGroups": "duplicates",
     "Report": "report",
     "ModelBundle": "persist",
     "save_model": "persist",
@@ -119,15 +126,19 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
         verify_cache,
         write_codes_file,
     )
+    from .codeindex import CodeIndex
     from .datasets import Dataset, load_dataset
+    from .duplicates import DuplicateGroups, find_duplicates
     from .evaluation import EvaluationResult, evaluate
     from .extraction import ExtractionResult, extract
     from .heads import make_head
+    from .labels import classify
     from .modelfiles import export_model, fetch_model, list_layers, list_models
     from .paths import default_cache_dir, models_dir
     from .persist import ModelBundle, load_model, save_model
     from .prediction import Prediction, PredictionResult, predict
     from .report import Report
+    from .similarity import SimilarityResult, similar
     from .sweep import SweepResult, sweep
     from .training import TrainResult, train
     from .transformer import CNNCodes
