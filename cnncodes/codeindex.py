@@ -113,7 +113,14 @@ class CodeIndex(TransformerMixin, BaseEstimator):
         self.method = method
         self.batch_size = batch_size
 
-    def _check_params(self) -> None:
+    def check_params(self) -> None:
+        """Raise a one-line :class:`InputError` for a parameter out of range (``fit`` calls it first).
+
+        Raises
+        ------
+        InputError
+            Naming the parameter, as scikit-learn words it.
+        """
         owner = type(self).__name__
         for name in ("n_neighbors", "batch_size"):
             value = getattr(self, name)
@@ -142,7 +149,7 @@ class CodeIndex(TransformerMixin, BaseEstimator):
         -------
         self : CodeIndex
         """
-        self._check_params()
+        self.check_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32])
         self.pca_ = None
         codes = normalize_rows(X, self.normalize)

@@ -158,7 +158,8 @@ def check_same_features(reference: LoadedCodes, other: LoadedCodes) -> None:
     if json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True):
         return
     differing = sorted({k for a, b in zip(mine, theirs) for k in set(a) | set(b) if a.get(k) != b.get(k)})
-    what = [k for k in _DESCRIBED if k in differing] or differing or ["number of layers"]
+    what = [k for k in ("model", "tap") if k in differing] or [k for k in _DESCRIBED if k in differing]
+    what = what or differing or ["number of layers"]
     message = (
         f"{other.source}: codes of {_describe(theirs)}, but {reference.source} holds {_describe(mine)} "
         f"({', '.join(what)} differs); make both with the same model and options"
@@ -246,22 +247,22 @@ def similar(
     >>> result.n_indexed, result.results[0][1][0][0]
     (3, '<image 2>')
     """
+    searcher = CodeIndex(n_neighbors=top_k, normalize="power" if power else "l2", whiten=whiten, method=method)
+    searcher.check_params()  # before any extraction
     reference = load_codes(index, features=features, **run)
-    codes_file = _single_codes_file(index)
-    query_features = {**_options_of_spec(reference.spec), **(features or {})} if codes_file else features
-    wanted = LoadedCodes(reference.codes[:0], [], reference.spec, reference.source)
-    if _single_codes_file(queries) is None:  # refuse a mismatch before extracting anything
-        check_same_features(
-            wanted, LoadedCodes(wanted.codes, [], feature_spec(query_features or {}), _source_name(queries))
-        )
-    asked = load_codes(queries, features=query_features, **run)
+    if _single_codes_file(index) is not None:  # the queries' codes are made as the file's were
+        features = {**_options_of_spec(reference.spec), **(features or {})}
+    if _single_codes_file(queries) is None:
+        wanted = LoadedCodes(reference.codes[:0], [], feature_spec(features or {}), _source_name(queries))
+        check_same_features(reference, wanted)  # refuse a mismatch before extracting anything
+        asked = load_codes(queries, features=features, **run)
+    else:
+        asked = load_codes(queries, **run)
     check_same_features(reference, asked)
     failures = reference.failures + asked.failures
     if not len(reference.codes) or not len(asked.codes):
         return SimilarityResult([(path, []) for path in asked.paths], len(reference.codes), failures)
-    searcher = CodeIndex(n_neighbors=top_k, normalize="power" if power else "l2", whiten=whiten, method=method).fit(
-        reference.codes
-    )
+    searcher.fit(reference.codes)
     scores, rows = searcher.kneighbors(asked.codes)
     results = [
         (query, [(reference.paths[r], float(s)) for r, s in zip(row_ids, row_scores)])
