@@ -762,6 +762,13 @@ def _search_progress(output_format: str) -> bool | None:
     return False if output_format != "table" or _is_quiet() else None
 
 
+def _echo_result(result: Any, text: str) -> None:
+    """The failures on stderr, the rendered result on stdout, and exit code 3 if some images failed."""
+    _echo_failures(result.failures)
+    click.echo(text)
+    _exit_if_failed(result.failures)
+
+
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_declared_option("model")
@@ -780,9 +787,7 @@ def classify(images: tuple[Path, ...], model: str, top_k: int, output_format: st
     result = cnncodes.classify(
         list(images), model=model, top_k=top_k, **options, progress=_search_progress(output_format)
     )
-    _echo_failures(result.failures)
-    click.echo(_render_predictions(result, output_format))
-    _exit_if_failed(result.failures)
+    _echo_result(result, _render_predictions(result, output_format))
 
 
 def _render_neighbors(result: Any, output_format: str) -> str:
@@ -850,9 +855,7 @@ def similar(
         **run,
         progress=_search_progress(output_format),
     )
-    _echo_failures(result.failures)
-    click.echo(_render_neighbors(result, output_format))
-    _exit_if_failed(result.failures)
+    _echo_result(result, _render_neighbors(result, output_format))
 
 
 def _render_groups(result: Any, output_format: str) -> str:
@@ -885,16 +888,14 @@ def duplicates(data: tuple[Path, ...], threshold: float, output_format: str, **o
     \b
     Example:
         cnncodes duplicates photos/
-        cnncodes duplicates photos/ --threshold 0.9 --format json
+        cnncodes duplicates photos/ --threshold 0.5 --format json
     """
     features, run = _split_code_options(options)
     result = cnncodes.find_duplicates(
         _inputs(data), threshold=threshold, features=features, **run, progress=_search_progress(output_format)
     )
-    _echo_failures(result.failures)
-    click.echo(_render_groups(result, output_format))
     n_grouped = sum(len(group) for group in result.groups)
     click.echo(
         f"{result.n_images} images, {len(result.groups)} groups of near-duplicates ({n_grouped} images)", err=True
     )
-    _exit_if_failed(result.failures)
+    _echo_result(result, _render_groups(result, output_format))

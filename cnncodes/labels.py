@@ -80,19 +80,13 @@ def classify(
     top_k : int, default=5
         Classes per image, best first.
     cache : bool, str or Path, default=True
-        As for :func:`cnncodes.extract`; so are the other run parameters.
     batch_size : int or None, default=None
-        Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
-        Execution provider.
     n_threads : int or None, default=None
-        onnxruntime intra-op threads; None: every core.
     optimization : {"disable", "basic", "extended", "all"}, default="all"
-        onnxruntime graph optimization level.
     n_workers : int or None, default=None
-        Decode threads; None: one per core.
     progress : bool or None, default=None
-        Progress line on stderr (default: only on a terminal).
+        How the extraction runs, as for :func:`cnncodes.extract`; bad images are skipped.
 
     Returns
     -------
@@ -115,10 +109,11 @@ def classify(
     >>> name, 0.0 < probability <= 1.0
     ('ant', True)
     """
-    _check_logits_tap(model)
     run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
+    run.update(n_workers=n_workers, progress=progress)
+    _check_logits_tap(model)
     sources = [inputs] if isinstance(inputs, (str, Path)) else inputs
-    result = extract(sources, model=model, layer=LOGITS_TAP, **run, n_workers=n_workers, progress=progress)
+    result = extract(sources, model=model, layer=LOGITS_TAP, **run, on_error="skip")
     names = imagenet_class_names()
     if result.codes.shape[1] != len(names):
         message = (

@@ -107,7 +107,11 @@ def test_cli_one_output_format_option() -> None:
             choices = _option(name, "output_format").type.choices
             assert choices[0] == "table" and "json" in choices, name
             with_format.add(name)
-    assert with_format == {"models", "layers", "extract", "cache ls", "train", "evaluate", "predict", "sweep"}
+    assert with_format == {"models", "layers", "extract", "cache ls", "train", "evaluate", "predict", "sweep"} | {
+        "classify",
+        "similar",
+        "duplicates",
+    }
     assert _option("predict", "output_format").type.choices == ("table", "csv", "json")
 
 
@@ -119,8 +123,13 @@ def test_cli_one_output_format_option() -> None:
         ("predict", "--top-k", cnncodes.predict, "top_k"),
         ("sweep", "--cv", cnncodes.sweep, "cv"),
         ("export", "--weights", cnncodes.export_model, "weights"),
+        ("classify", "--top-k", cnncodes.classify, "top_k"),
+        ("similar", "--top-k", cnncodes.similar, "top_k"),
+        ("similar", "--method", cnncodes.similar, "method"),
+        ("duplicates", "--threshold", cnncodes.find_duplicates, "threshold"),
     ],
-    ids=["train-head", "train-cv", "predict-top-k", "sweep-cv", "export-weights"],
+    ids=["train-head", "train-cv", "predict-top-k", "sweep-cv", "export-weights"]
+    + ["classify-top-k", "similar-top-k", "similar-method", "duplicates-threshold"],
 )
 def test_cli_other_defaults_come_from_the_library(command: str, flag: str, function: object, parameter: str) -> None:
     """Check that command-specific defaults are the library function's own, shown in the help."""
