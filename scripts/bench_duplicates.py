@@ -82,6 +82,16 @@ def score(found: set[tuple[str, str]], truth: set[tuple[str, str]]) -> dict[str,
     return {"precision": precision, "recall": recall, "f1": f1, "pairs": len(found)}
 
 
+def recall_by_copy(found: set[tuple[str, str]], n_families: int) -> dict[str, float]:
+    """For each kind of copy, the fraction of originals whose pair with that copy was found."""
+    kinds = ["copy", *TRANSFORMS]
+    return {
+        kind: sum(tuple(sorted((f"f{i:03d}_original.jpg", f"f{i:03d}_{kind}.jpg"))) in found for i in range(n_families))
+        / n_families
+        for kind in kinds
+    }
+
+
 def cnncodes_pairs(folder: Path, threshold: float, cache: Path) -> set[tuple[str, str]]:
     groups = cnncodes.find_duplicates(folder, threshold=threshold, cache=cache, progress=False).groups
     names = [[Path(p).name for p in group] for group in groups]
@@ -122,6 +132,13 @@ def main() -> None:
             rows[f"{name} 10 (default)"] = scored[10]
             rows[f"{name} {best} (best F1)"] = scored[best]
         default = f"cnncodes {cnncodes.find_duplicates.__kwdefaults__['threshold']:.2f}"
+        figures["recall_by_copy"] = {
+            name: recall_by_copy(found, args.families)
+            for name, found in (
+                (default, cnncodes_pairs(folder, float(default.split()[1]), cache)),
+                ("PHash 10", hash_pairs(PHash(verbose=False).encode_images(image_dir=str(folder)), PHash(), 10)),
+            )
+        }
         print(
             f"{len(family_of)} images ({args.families} photos x 8 versions + {args.distractors} other photos), "
             f"{len(truth)} true pairs; cnncodes default: {default}\n"
@@ -129,6 +146,10 @@ def main() -> None:
         print("| method, threshold | precision | recall | F1 | pairs found |\n|---|---:|---:|---:|---:|")
         for name, row in rows.items():
             print(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1']:.3f} | {row['pairs']} |")
+        kinds = ["copy", *TRANSFORMS]
+        print("\n| recall of original ~ copy | " + " | ".join(kinds) + " |\n|---|" + "---:|" * len(kinds))
+        for name, recalls in figures["recall_by_copy"].items():
+            print(f"| {name} | " + " | ".join(f"{recalls[kind]:.3f}" for kind in kinds) + " |")
         figures["rows"] = rows
         figures["default"] = default
         print(json.dumps(figures))
