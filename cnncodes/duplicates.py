@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from .codeindex import CodeIndex
 from .errors import InputError
 from .messages import invalid_value_message
-from .params import default
 from .similarity import load_codes
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
+
+    from .engine import RunSettings
 
 __all__ = ["DuplicateGroups", "find_duplicates", "group_pairs", "contrast", "DEFAULT_THRESHOLD"]
 
@@ -145,13 +148,7 @@ def find_duplicates(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     features: Mapping[str, Any] | None = None,
-    cache: bool | str | Path = default("cache"),
-    batch_size: int | None = default("batch_size"),
-    device: str = default("device"),
-    n_threads: int | None = default("n_threads"),
-    optimization: str = default("optimization"),
-    n_workers: int | None = default("n_workers"),
-    progress: bool | None = None,
+    **run: Unpack[RunSettings],
 ) -> DuplicateGroups:
     """Group images that are the same photo: identical bytes, or codes that stand out as alike.
 
@@ -171,14 +168,8 @@ def find_duplicates(
         with identical codes (in practice: identical pixels). Lower finds more.
     features : mapping or None, default=None
         Extraction options that make the codes; None: extract's defaults (penultimate codes).
-    cache : bool, str or Path, default=True
-    batch_size : int or None, default=None
-    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
-    n_threads : int or None, default=None
-    optimization : {"disable", "basic", "extended", "all"}, default="all"
-    n_workers : int or None, default=None
-    progress : bool or None, default=None
-        How the extraction runs, as for :func:`cnncodes.extract`; bad images are skipped.
+    run : keyword arguments
+        Run options of :func:`cnncodes.extract` (``cache``, ``device``, ``progress``, ...); bad images are skipped.
 
     Returns
     -------
@@ -200,8 +191,6 @@ def find_duplicates(
     >>> found.groups
     [['<image 0>', '<image 2>']]
     """
-    run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
-    run.update(n_workers=n_workers, progress=progress)
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
         raise InputError(invalid_value_message("threshold", "a number in (0, 1]", threshold))
     loaded = load_codes(data, features=features, **run)

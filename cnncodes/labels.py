@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -13,6 +13,11 @@ from .extraction import extract
 from .modelfiles import resolve_backbone
 from .params import default
 from .prediction import Prediction, PredictionResult
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
+
+    from .engine import RunSettings
 
 __all__ = ["classify", "softmax", "LOGITS_TAP"]
 
@@ -57,13 +62,7 @@ def classify(
     *,
     model: str = default("model"),
     top_k: int = 5,
-    cache: bool | str | Path = default("cache"),
-    batch_size: int | None = default("batch_size"),
-    device: str = default("device"),
-    n_threads: int | None = default("n_threads"),
-    optimization: str = default("optimization"),
-    n_workers: int | None = default("n_workers"),
-    progress: bool | None = None,
+    **run: Unpack[RunSettings],
 ) -> PredictionResult:
     """The backbone's own top ImageNet-1k classes for images, with probabilities.
 
@@ -79,14 +78,8 @@ def classify(
         A zoo model with a ``logits`` tap (every zoo card has one).
     top_k : int, default=5
         Classes per image, best first.
-    cache : bool, str or Path, default=True
-    batch_size : int or None, default=None
-    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
-    n_threads : int or None, default=None
-    optimization : {"disable", "basic", "extended", "all"}, default="all"
-    n_workers : int or None, default=None
-    progress : bool or None, default=None
-        How the extraction runs, as for :func:`cnncodes.extract`; bad images are skipped.
+    run : keyword arguments
+        Run options of :func:`cnncodes.extract` (``cache``, ``device``, ``progress``, ...); bad images are skipped.
 
     Returns
     -------
@@ -109,8 +102,6 @@ def classify(
     >>> name, 0.0 < probability <= 1.0
     ('ant', True)
     """
-    run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
-    run.update(n_workers=n_workers, progress=progress)
     _check_logits_tap(model)
     sources = [inputs] if isinstance(inputs, (str, Path)) else inputs
     result = extract(sources, model=model, layer=LOGITS_TAP, **run, on_error="skip")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -14,7 +14,12 @@ from .codeindex import CodeIndex
 from .engine import ExtractionOptions, Extractor
 from .errors import InputError
 from .extraction import extract
-from .params import CODE_PARAMETERS, RUN_PARAMETERS, default
+from .params import CODE_PARAMETERS, RUN_PARAMETERS
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
+
+    from .engine import RunSettings
 
 __all__ = ["LoadedCodes", "load_codes", "check_same_features", "SimilarityResult", "similar"]
 
@@ -204,13 +209,7 @@ def similar(
     whiten: int | None = None,
     method: str = "exact",
     features: Mapping[str, Any] | None = None,
-    cache: bool | str | Path = default("cache"),
-    batch_size: int | None = default("batch_size"),
-    device: str = default("device"),
-    n_threads: int | None = default("n_threads"),
-    optimization: str = default("optimization"),
-    n_workers: int | None = default("n_workers"),
-    progress: bool | None = None,
+    **run: Unpack[RunSettings],
 ) -> SimilarityResult:
     """The ``top_k`` indexed images most similar to each query image, by cosine similarity of their codes.
 
@@ -233,14 +232,8 @@ def similar(
     features : mapping or None, default=None
         Extraction options that make the codes (``model``, ``layer``, ...); None: the
         codes file's, or extract's defaults.
-    cache : bool, str or Path, default=True
-    batch_size : int or None, default=None
-    device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
-    n_threads : int or None, default=None
-    optimization : {"disable", "basic", "extended", "all"}, default="all"
-    n_workers : int or None, default=None
-    progress : bool or None, default=None
-        How the extraction runs, as for :func:`cnncodes.extract`; bad images are skipped.
+    run : keyword arguments
+        Run options of :func:`cnncodes.extract` (``cache``, ``device``, ``progress``, ...); bad images are skipped.
 
     Returns
     -------
@@ -259,8 +252,6 @@ def similar(
     >>> result.n_indexed, result.results[0][1][0][0]
     (3, '<image 2>')
     """
-    run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
-    run.update(n_workers=n_workers, progress=progress)
     searcher = CodeIndex(n_neighbors=top_k, normalize="power" if power else "l2", whiten=whiten, method=method)
     searcher.check_params()  # before any extraction
     reference = load_codes(index, features=features, **run)
