@@ -33,6 +33,13 @@ _LAZY = {
     "PredictionResult": "prediction",
     "sweep": "selection",
     "SweepResult": "selection",
+    # search: the backbone's own labels, similar images, near-duplicates
+    "classify": "labels",
+    "similar": "similarity",
+    "SimilarityResult": "similarity",
+    "CodeIndex": "codeindex",
+    "find_duplicates": "duplicates",
+    "DuplicateGroups": "duplicates",
     "Report": "report",
     "ModelBundle": "persist",
     "save_model": "persist",
@@ -83,16 +90,20 @@ if TYPE_CHECKING:  # static type checkers and IDEs see the real imports
     from .cache import CodeCache
     from .cacheops import cache_info, compact_cache, remove_cache, verify_cache
     from .codesfile import CodesFile, read_codes_file, write_codes_file
+    from .codeindex import CodeIndex
     from .datasets import Dataset, load_dataset
+    from .duplicates import DuplicateGroups, find_duplicates
     from .evaluation import EvaluationResult, evaluate
     from .extraction import ExtractionResult, extract
     from .heads import make_head
+    from .labels import classify
     from .modelfiles import export_model, fetch_model, list_layers, list_models
     from .paths import default_cache_dir, models_dir
     from .persist import ModelBundle, load_model, save_model
     from .prediction import Prediction, PredictionResult, predict
     from .report import Report
     from .selection import SweepResult, sweep
+    from .similarity import SimilarityResult, similar
     from .training import TrainResult, train
     from .transformer import CNNCodes
     from .weights import load_state_dict

@@ -107,7 +107,11 @@ def test_cli_one_output_format_option() -> None:
             choices = _option(name, "output_format").type.choices
             assert choices[0] == "table" and "json" in choices, name
             with_format.add(name)
-    assert with_format == {"models", "layers", "extract", "cache ls", "train", "evaluate", "predict", "sweep"}
+    assert with_format == {"models", "layers", "extract", "cache ls", "train", "evaluate", "predict", "sweep"} | {
+        "classify",
+        "similar",
+        "duplicates",
+    }
     assert _option("predict", "output_format").type.choices == ("table", "csv", "json")
 
 
@@ -119,8 +123,13 @@ def test_cli_one_output_format_option() -> None:
         ("predict", "--top-k", cnncodes.predict, "top_k"),
         ("sweep", "--cv", cnncodes.sweep, "cv"),
         ("export", "--weights", cnncodes.export_model, "weights"),
+        ("classify", "--top-k", cnncodes.classify, "top_k"),
+        ("similar", "--top-k", cnncodes.similar, "top_k"),
+        ("similar", "--method", cnncodes.similar, "method"),
+        ("duplicates", "--threshold", cnncodes.find_duplicates, "threshold"),
     ],
-    ids=["train-head", "train-cv", "predict-top-k", "sweep-cv", "export-weights"],
+    ids=["train-head", "train-cv", "predict-top-k", "sweep-cv", "export-weights"]
+    + ["classify-top-k", "similar-top-k", "similar-method", "duplicates-threshold"],
 )
 def test_cli_other_defaults_come_from_the_library(command: str, flag: str, function: object, parameter: str) -> None:
     """Check that command-specific defaults are the library function's own, shown in the help."""
@@ -517,3 +526,109 @@ def test_cli_sweep_table_and_json(tmp_path: Path, tmp_path_factory: pytest.TempP
         "balanced",
     ]
     assert table[-1] == document["recommendation"]
+
+
+# --- search: classify, similar, duplicates --------------------------------------------------------------------
+
+
+def test_cli_classify_formats(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Check classify's json (predict's shape), csv and table output: an ant photo is an 'ant'."""
+    image = HYMENOPTERA / "val" / "ants" / "1124525276_816a07c17f.jpg"
+    args = ("-q", "classify", image, "--cache", session_cache(tmp_path_factory))
+    output = json.loads(_invoke(*args, "--format", "json", "--top-k", "2").stdout)
+    assert output["score"] == "probability" and [p["path"] for p in output["predictions"]] == [str(image)]
+    first, second = output["predictions"][0]["top"]
+    assert first["class"] == "ant" and first["score"] > second["score"] > 0
+    csv = _invoke(*args, "--format", "csv", "--top-k", "1").stdout
+    assert csv == f"path,rank,class,score\n{json.dumps(str(image))},1,\"ant\",{first['score']:.6f}\n"
+    table = _invoke(*args, "--top-k", "1").stdout.splitlines()
+    assert table[0].split() == ["path", "top", "1", "(probability)"]
+    assert table[2] == f"{image}  ant {first['score']:.3f}"
+
+
+def test_cli_classify_model_without_logits_is_one_line_error(tiny_onnx: Path, tmp_path: Path) -> None:
+    """Check that classify with a model that has no logits tap exits 1 with one line naming the model."""
+    result = _fails("classify", HYMENOPTERA / "val" / "bees", "--model", tiny_onnx, "--no-cache")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: {tiny_onnx}: no 'logits' tap, so no ImageNet classes; its taps are conv1, relu1, conv2, gap, "
+        "vector. Run 'cnncodes models' for models with one\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def val_codes_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A codes file of hymenoptera val (default codes), extracted through the session cache."""
+    path = tmp_path_factory.mktemp("search") / "val.h5"
+    cnncodes.extract(HYMENOPTERA / "val", cache=session_cache(tmp_path_factory), output=path, progress=False)
+    return path
+
+
+def test_cli_similar_formats(val_codes_file: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Check similar's json, csv and table output: an indexed query is its own nearest, at cosine 1."""
+    query = sorted((HYMENOPTERA / "val" / "bees").glob("*.jpg"))[2]
+    args = ("-q", "similar", val_codes_file, query, "--top-k", "2", "--cache", session_cache(tmp_path_factory))
+    output = json.loads(_invoke(*args, "--format", "json").stdout)
+    ((result),) = output["results"]
+    assert result["query"] == str(query) and [n["path"] for n in result["neighbors"]][0] == str(query)
+    nearest, second = result["neighbors"]
+    assert nearest["score"] == pytest.approx(1, abs=1e-5) and second["score"] < nearest["score"]
+    csv = _invoke(*args, "--format", "csv").stdout
+    row = f"{json.dumps(str(query))},2,{json.dumps(second['path'])},{second['score']:.6f}"
+    assert csv == f"query,rank,path,score\n{json.dumps(str(query))},1,{json.dumps(str(query))},1.000000\n{row}\n"
+    table = _invoke(*args).stdout.splitlines()
+    assert table[0].split() == ["query", "rank", "similar", "image", "cosine"] and len(table) == 4
+    assert table[2].split() == [str(query), "1", str(query), "1.000"]
+
+
+def test_cli_similar_faiss_gives_the_exact_neighbours(val_codes_file: Path) -> None:
+    """Check that --method faiss prints the same neighbours as exact search on a codes file."""
+    args = ("-q", "similar", val_codes_file, val_codes_file, "--top-k", "3", "--format", "json")
+    exact = json.loads(_invoke(*args).stdout)["results"]
+    approximate = json.loads(_invoke(*args, "--method", "faiss").stdout)["results"]
+    same = [
+        [n["path"] for n in a["neighbors"]] == [n["path"] for n in b["neighbors"]] for a, b in zip(exact, approximate)
+    ]
+    assert len(exact) == 153 and sum(same) >= 150
+
+
+def test_cli_similar_mismatched_feature_sets_is_one_line_error(val_codes_file: Path) -> None:
+    """Check that a --layer other than the index codes file's exits 1 with one line naming the file."""
+    query = sorted((HYMENOPTERA / "val" / "bees").glob("*.jpg"))[0]
+    result = _fails("similar", val_codes_file, query, "--layer", "stage4")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: the options given: codes of efficientnet_lite0 stage4, but {val_codes_file} holds "
+        "efficientnet_lite0 penultimate (tap differs); make both with the same model and options\n"
+    )
+
+
+def test_cli_similar_missing_query_is_a_usage_error(val_codes_file: Path, tmp_path: Path) -> None:
+    """Check that a query path that does not exist is click's usage error (exit 2) naming it."""
+    result = _fails("similar", val_codes_file, tmp_path / "nope.jpg")
+    assert result.exit_code == 2 and f"'{tmp_path / 'nope.jpg'}' does not exist" in result.stderr
+
+
+def test_cli_duplicates_formats_and_summary(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Check duplicates' json, csv and table output and its summary line on stderr for a copied photo."""
+    photos = sorted((HYMENOPTERA / "val" / "ants").glob("*.jpg"))[:4]
+    for photo in photos:
+        (tmp_path / photo.name).write_bytes(photo.read_bytes())
+    copy = tmp_path / "zz_copy.jpg"
+    copy.write_bytes(photos[1].read_bytes())
+    args = ("-q", "duplicates", tmp_path, "--cache", session_cache(tmp_path_factory))
+    group = [str(tmp_path / photos[1].name), str(copy)]
+    result = _invoke(*args, "--format", "json")
+    assert json.loads(result.stdout) == {"groups": [group]}
+    assert result.stderr == "5 images, 1 groups of near-duplicates (2 images)\n"
+    csv = _invoke(*args, "--format", "csv").stdout
+    assert csv == f"group,path\n1,{json.dumps(group[0])}\n1,{json.dumps(group[1])}\n"
+    width = max(len(path) for path in group)
+    table = _invoke(*args).stdout
+    assert table == f"group  path\n-----  {'-' * width}\n1      {group[0]}\n1      {group[1]}\n"
+
+
+def test_cli_duplicates_bad_threshold_is_a_usage_error(tmp_path: Path) -> None:
+    """Check that --threshold outside (0, 1] is click's usage error (exit 2)."""
+    result = _fails("duplicates", tmp_path, "--threshold", "1.5")
+    assert result.exit_code == 2 and "--threshold" in result.stderr
