@@ -8,6 +8,7 @@ from typing import Any, Sequence
 from .cache import CodeCache, write_codes_file
 from .distributed import DEFAULT_PARTITION_SIZE, connect, extract_on_cluster
 from .engine import ExtractionOptions, ExtractionResult, Extractor
+from .pages import write_extraction_page
 from .params import CODE_PARAMETERS, RUN_PARAMETERS, default
 
 __all__ = ["extract", "ExtractionResult"]
@@ -37,6 +38,7 @@ def extract(
     output: Path | str | None = None,
     client: Any = None,
     partition_size: int = DEFAULT_PARTITION_SIZE,
+    report_dir: Path | str | None = None,
 ) -> ExtractionResult:
     """Turn images into CNN codes, reading what the cache already holds.
 
@@ -93,6 +95,9 @@ def extract(
         folder every worker shares; the result equals a single-process run.
     partition_size : int, default=2000
         Images per dask task.
+    report_dir : str, Path or None, default=None
+        Also write ``index.html`` there: a map of the codes, each class's most and
+        least typical images (nearest to / farthest from the class mean), the failures.
 
     Returns
     -------
@@ -125,4 +130,6 @@ def extract(
             result = extractor.finish(extract_on_cluster(extractor, inputs, connected, partition_size=partition_size))
     if output is not None:
         write_codes_file(output, result.to_codes_file())
+    if report_dir is not None:
+        write_extraction_page(report_dir, result)
     return result

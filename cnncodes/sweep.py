@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from sklearn.base import clone
@@ -20,15 +20,22 @@ from .distributed import dask_backend
 from .errors import InputError
 from .heads import check_head, head_grid, make_head
 from .images import Preprocessing, decode_image, make_views
+from .pages import write_sweep_page
 from .params import DEFAULT_BACKBONE
 from .report import plot_sweep, write_json
 from .training import LabelledCodes, load_labelled_codes
 from .transformer import CNNCodes
 
-__all__ = ["SweepRow", "SweepResult", "sweep", "default_layer_sets", "BASELINE"]
+__all__ = ["SweepRow", "SweepResult", "sweep", "default_layer_sets", "BASELINE", "TABLE_HEADERS"]
 
 BASELINE = "raw pixels"
 _BASELINE_SIZE = 32  # the no-transfer baseline: heads on 32 x 32 RGB thumbnails
+TABLE_HEADERS = ("rank", "model", "features", "pooling", "head", "params", "dims", "accuracy", "balanced")
+
+
+def _with_spread(value: float, std: float | None) -> str:
+    """A score, and its spread across CV folds when there is one (never for a single validation split)."""
+    return f"{value:.4f}" + (f" ±{std:.3f}" if std is not None else "")
 
 
 @dataclass
@@ -48,8 +55,8 @@ class SweepRow:
     accuracy: float
     balanced_accuracy: float
     pooling: str = "avg"  # spatial pooling of the feature maps
-    accuracy_std: float = 0.0  # across folds (0 with a validation split)
-    balanced_accuracy_std: float = 0.0
+    accuracy_std: float | None = None  # across CV folds; None with a validation split (one score, no spread)
+    balanced_accuracy_std: float | None = None
     seconds: float = 0.0
 
 
@@ -63,6 +70,7 @@ class SweepResult:
     """
 
     rows: list[SweepRow]  # all rows, ranked
+    table_headers: ClassVar[tuple[str, ...]] = TABLE_HEADERS  # the columns of table_rows
     protocol: str  # "5-fold stratified CV" or "validation split: PATH"
     n_samples: int
     class_names: list[str]
@@ -88,6 +96,19 @@ class SweepResult:
                 seen.add(key)
                 best.append(row)
         return best
+
+    def table_rows(self, show_all: bool = False) -> list[list[Any]]:
+        """The ranked table under :data:`TABLE_HEADERS`: the best hyperparameter of each combination, or every row.
+
+        A score shows "±" and its spread only when it has one (cross-validation).
+        """
+        rows = self.rows if show_all else self.best_per_combination()
+        return [
+            [rank, r.model, r.features, r.pooling if r.model != "-" else "-", r.head]
+            + [", ".join(f"{k}={v}" for k, v in r.params.items()), r.n_features]
+            + [_with_spread(r.accuracy, r.accuracy_std), _with_spread(r.balanced_accuracy, r.balanced_accuracy_std)]
+            for rank, r in enumerate(rows, 1)
+        ]
 
     def recommendation(self) -> str:
         """One or two sentences: what to use, and whether transfer helps at all."""
@@ -165,10 +186,10 @@ def _score(
     cv: Any,
     groups: np.ndarray | None,
     n_jobs: int | None = None,
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float | None, float | None]:
     if val is not None:
         predicted = clone(estimator).fit(*train).predict(val[0])
-        return accuracy_score(val[1], predicted), balanced_accuracy_score(val[1], predicted), 0.0, 0.0
+        return accuracy_score(val[1], predicted), balanced_accuracy_score(val[1], predicted), None, None
     scores = cross_validate(
         estimator, *train, groups=groups, cv=cv, scoring=("accuracy", "balanced_accuracy"), n_jobs=n_jobs
     )
@@ -250,7 +271,8 @@ def sweep(
     baseline : bool, default=True
         Also score the heads on 32 x 32 raw pixels (no transfer).
     report_dir : str, Path or None, default=None
-        Write ``sweep.json`` and ``sweep.png`` (feature set x head chart) there.
+        Write ``index.html`` (the ranked table and a chart of the score per tap),
+        ``sweep.json`` and ``sweep.png`` (feature set x head chart) there.
     random_state : int, default=0
         Seed of the folds and the heads.
     client : dask.distributed.Client, str or None, default=None
@@ -329,9 +351,18 @@ def _write_sweep(result: SweepResult, folder: Path) -> list[Path]:
         }
         for r in result.best_per_combination()
     ]
+    document = result.as_dict()
+    best_rows = [asdict(row) for row in result.best_per_combination()]
+    models = [model for model in dict.fromkeys(r.model for r in result.rows) if model != "-"]
+    # network order for the chart: the spatial taps (cards list them earliest first), then the vectors
+    taps = [
+        t.name for m in models for spatial in (True, False) for t in get_backbone(m).taps if t.is_spatial == spatial
+    ]
+    page = write_sweep_page(folder, document, (result.table_headers, result.table_rows()), best_rows, taps)
     return [
-        write_json(result.as_dict(), folder / "sweep.json"),
+        write_json(document, folder / "sweep.json"),
         plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({result.protocol})"),
+        page,
     ]
 
 
