@@ -8,6 +8,8 @@ scikit-learn or matplotlib until a function needs them.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from .errors import (
@@ -105,6 +107,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+class _Facade(types.ModuleType):
+    """The package module: a submodule named like its public function (``sweep``) does not replace the function."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Loading cnncodes.sweep makes the import system set the package attribute 'sweep' to the submodule
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == name and hasattr(value, name):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Facade
 
 
 if TYPE_CHECKING:  # static type checkers and IDEs see the real imports

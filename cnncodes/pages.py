@@ -10,6 +10,7 @@ import numpy as np
 
 from .codemap import map_codes, typical_order
 from .engine import ExtractionResult
+from .fileio import write_text_atomic
 from .htmlreport import Markup, cards, escape, gallery, page, table, thumbnail, write_page
 from .svgplots import line_chart_svg, scatter_svg
 from .thumbnails import write_thumbnails
@@ -29,7 +30,10 @@ class ScoredImages:
 
     Examples
     --------
-    See :func:`write_evaluation_page`.
+    >>> scores = np.array([[0.3, 0.7]])
+    >>> one = ScoredImages(["a.jpg"], np.array([0]), np.array([1]), scores, "probability", np.ones((1, 2)))
+    >>> one.margins().round(2).tolist()
+    [-0.4]
     """
 
     paths: list[str]
@@ -49,13 +53,13 @@ class ScoredImages:
         return true - others.max(axis=1)
 
 
-def _name(path: str) -> str:
-    return Path(path).name or path
+def _path_caption(path: str) -> str:
+    """The file name under a thumbnail (the whole path is its alt text and tooltip)."""
+    return f'<span class="path">{escape(Path(path).name or path)}</span>'
 
 
 def _image_svg(folder: Path, name: str, text: str, caption: str) -> Markup:
-    path = folder / name
-    write_page(text, path)
+    write_text_atomic(folder / name, text)
     return Markup(
         f'<figure><img class="plot" src="{name}" alt="{escape(caption)}"><figcaption>{escape(caption)}'
         "</figcaption></figure>"
@@ -119,8 +123,30 @@ def _score_caption(images: ScoredImages, i: int, names: Sequence[str]) -> Markup
     figures = f"{unit} {images.scores[i, pred]:.3f}"
     if true != pred:
         figures += f", true class {images.scores[i, true]:.3f}"
-    path = images.paths[i]
-    return Markup(f'{verdict}<br>{figures}<br><span class="path">{escape(_name(path))}</span>')
+    return Markup(f"{verdict}<br>{figures}<br>" + _path_caption(images.paths[i]))
+
+
+def _cell_galleries(
+    folder: Path, images: ScoredImages, names: Sequence[str], max_per_cell: int
+) -> tuple[list[str], list[str]]:
+    """A titled gallery per confusion-matrix cell, worst image first: (mistakes, correct), the worst cell first."""
+    margins = images.margins()
+    members = {}
+    for t, p in dict.fromkeys(zip(images.y_true.tolist(), images.y_pred.tolist())):
+        rows = np.flatnonzero((images.y_true == t) & (images.y_pred == p))
+        members[(t, p)] = rows[np.argsort(margins[rows], kind="stable")]
+    cap = {True: max_per_cell, False: min(max_per_cell, MAX_PER_CORRECT_CELL)}
+    shown = {(t, p): rows[: cap[t != p]] for (t, p), rows in members.items()}
+    order = [int(i) for rows in shown.values() for i in rows]
+    urls = dict(zip(order, write_thumbnails([images.paths[i] for i in order], folder)))
+    mistakes: list[str] = []
+    correct: list[str] = []
+    for (t, p), rows in sorted(shown.items(), key=lambda item: margins[item[1][0]]):
+        title = f"true {names[t]}, predicted {names[p]}: {len(members[(t, p)])} images"
+        items = [thumbnail(urls[int(i)], _score_caption(images, int(i), names), images.paths[i]) for i in rows]
+        body = f'<h3 id="cell-{t}-{p}">{escape(title)}</h3>' + gallery(items, len(members[(t, p)]) - len(items))
+        (correct if t == p else mistakes).append(body)
+    return mistakes, correct
 
 
 def write_evaluation_page(
@@ -149,7 +175,7 @@ def write_evaluation_page(
     Returns
     -------
     Path
-        The page.
+        ``folder/index.html``, beside ``code_map.svg`` and ``thumbnails/``.
 
     Examples
     --------
@@ -169,25 +195,8 @@ def write_evaluation_page(
     """
     folder = Path(folder)
     names = report["class_names"]
-    margins = images.margins()
     wrong = images.y_true != images.y_pred
-    cells = [(t, p) for t, counts in enumerate(report["confusion_matrix"]) for p, n in enumerate(counts) if n]
-    members = {cell: np.flatnonzero((images.y_true == cell[0]) & (images.y_pred == cell[1])) for cell in cells}
-    shown = {
-        cell: rows[np.argsort(margins[rows], kind="stable")][
-            : max_per_cell if cell[0] != cell[1] else min(max_per_cell, MAX_PER_CORRECT_CELL)
-        ]
-        for cell, rows in members.items()
-    }
-    order = np.concatenate([shown[cell] for cell in cells]) if cells else np.array([], int)
-    urls = dict(zip(order.tolist(), write_thumbnails([images.paths[i] for i in order], folder)))
-    mistakes, correct = [], []
-    for cell in sorted(cells, key=lambda c: margins[shown[c][0]]):  # the cell holding the worst image first
-        t, p = cell
-        title = f"true {names[t]}, predicted {names[p]}: {len(members[cell])} images"
-        items = [thumbnail(urls[i], _score_caption(images, i, names), images.paths[i]) for i in shown[cell]]
-        body = f'<h3 id="cell-{t}-{p}">{escape(title)}</h3>' + gallery(items, len(members[cell]) - len(items))
-        (correct if t == p else mistakes).append(body)
+    mistakes, correct = _cell_galleries(folder, images, names, max_per_cell)
     figures = [("images", report["n_samples"]), ("accuracy", report["accuracy"])]
     figures += [("balanced accuracy", report["balanced_accuracy"]), ("macro F1", report["macro_f1"])]
     figures += [(k.replace("_", "-") + " accuracy", v) for k, v in report["top_k_accuracy"].items()]
@@ -200,7 +209,7 @@ def write_evaluation_page(
         (
             "matrix",
             "Confusion matrix",
-            Markup("<p>Rows: true class; columns: predicted. Click a count to see " "its images.</p>")
+            Markup("<p>Rows: true class; columns: predicted. Click a count to see its images.</p>")
             + _matrix(report["confusion_matrix"], names),
         ),
         ("classes", "Per class", _per_class(report)),
@@ -214,7 +223,7 @@ def write_evaluation_page(
             ),
         ),
         ("map", "Map of the codes", _code_map(folder, images.codes, images.y_true, names, wrong)),
-        ("correct", "Correct", correct_note + "".join(correct)),
+        ("correct", "Correct", correct_note + "".join(correct) if correct else Markup("<p>None.</p>")),
         ("failures", f"Not read ({len(failures)})", _failures(failures)),
     ]
     kind = {"probability": "probabilities"}.get(images.score_kind, images.score_kind + "s")
@@ -264,7 +273,7 @@ def write_sweep_page(
     Returns
     -------
     Path
-        The page.
+        ``folder/index.html``, beside ``sweep_taps.svg``.
 
     Examples
     --------
@@ -310,7 +319,7 @@ def write_extraction_page(folder: Path | str, result: ExtractionResult, *, n_typ
     Returns
     -------
     Path
-        The page.
+        ``folder/index.html``; the map and the thumbnails lie beside it.
 
     Examples
     --------
@@ -329,16 +338,8 @@ def write_extraction_page(folder: Path | str, result: ExtractionResult, *, n_typ
     urls = dict(zip(chosen, write_thumbnails([result.paths[i] for i in chosen], folder)))
 
     def items(rows: np.ndarray) -> list[str]:
-        return [
-            thumbnail(
-                urls[int(r)],
-                Markup(
-                    f'distance {distance[int(r)]:.3f}<br><span class="path">' f"{escape(_name(result.paths[r]))}</span>"
-                ),
-                result.paths[r],
-            )
-            for r in rows
-        ]
+        captions = [f"distance {distance[int(r)]:.3f}<br>" + _path_caption(result.paths[r]) for r in rows]
+        return [thumbnail(urls[int(r)], Markup(c), result.paths[r]) for r, c in zip(rows, captions)]
 
     grid = []
     for label, (near, far) in picks.items():

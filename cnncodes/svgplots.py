@@ -64,7 +64,7 @@ def scatter_svg(
     Returns
     -------
     str
-        An SVG document.
+        An SVG document: a 560 px square plot, the legend on its right.
 
     Examples
     --------
@@ -130,7 +130,7 @@ def line_chart_svg(
     Returns
     -------
     str
-        An SVG document.
+        An SVG document: 90 px per category, 300 px high, the legend on the right.
 
     Examples
     --------

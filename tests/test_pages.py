@@ -13,6 +13,7 @@ import cnncodes
 from cnncodes.cli import cli
 from cnncodes.pages import ScoredImages, write_evaluation_page
 from cnncodes.report import make_report
+from cnncodes.sweep import sweep
 from tests.browser import render
 from tests.conftest import HYMENOPTERA
 from tests.test_training import session_cache, session_model, session_tree
@@ -104,7 +105,7 @@ def test_sweep_report_page_in_a_browser(
 ) -> None:
     """Check that sweep --report writes the ranked table (recommendation first, ± only with CV) and a per-tap chart."""
     folder = tmp_path_factory.mktemp("sweep-report")
-    result = cnncodes.sweep(
+    result = sweep(
         session_tree(tmp_path_factory),
         layers=["stage3", "stage4", "penultimate"],
         heads=["logistic", "linear-svm"],
@@ -122,7 +123,9 @@ def test_sweep_report_page_in_a_browser(
     assert chart.index("stage3") < chart.index("stage4") < chart.index("penultimate") and "raw pixels" in chart
 
 
-def test_sweep_on_a_validation_split_shows_no_spread(shared_cache: Path, tmp_path_factory: pytest.TempPathFactory):
+def test_sweep_on_a_validation_split_shows_no_spread(
+    shared_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """Check that with a validation split neither the CLI table, the JSON nor the page shows a "±"."""
     tree, folder = session_tree(tmp_path_factory), tmp_path_factory.mktemp("sweep-val")
     val = HYMENOPTERA / "val"
