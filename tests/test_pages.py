@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -42,14 +43,13 @@ def val_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def screenshots(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def screenshots(capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A folder kept after the run for the screenshots; their paths are printed on the terminal (and in CI logs)."""
     folder = tmp_path_factory.mktemp("screenshots")
     yield folder
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    for path in sorted(folder.glob("*.png")):
-        if reporter is not None:
-            reporter.write_line(f"report screenshot: {path}")
+    with capsys.disabled():
+        for path in sorted(folder.glob("*.png")):
+            print(f"\nreport screenshot: {path}")
 
 
 def assert_renders(page: Path, screenshot: Path, n_images: int) -> str:
