@@ -26,7 +26,7 @@ tr.baseline td{color:#5b6575;font-style:italic}
 td.hit{background:#dcebfb}td.miss{background:#fde3e1}td.zero{color:#9aa3b1}
 .note{background:#fff8dc;border:1px solid #ecd98b;border-radius:6px;padding:8px 12px}
 .rec{background:#e3f4e6;border:1px solid #9fd3a9;border-radius:6px;padding:10px 14px;font-size:16px}
-.gallery{display:flex;flex-wrap:wrap;gap:10px}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}.cells{display:flex;flex-wrap:wrap;gap:0 30px;align-items:flex-start}
 figure.thumb{margin:0;width:150px;background:#fff;border:1px solid #d8dde6;border-radius:6px;padding:5px}
 figure.thumb img{display:block;max-width:140px;max-height:140px;margin:0 auto}
 figure.thumb .none{height:90px;display:flex;align-items:center;justify-content:center;color:#9aa3b1}

@@ -142,11 +142,17 @@ def _cell_galleries(
     mistakes: list[str] = []
     correct: list[str] = []
     for (t, p), rows in sorted(shown.items(), key=lambda item: margins[item[1][0]]):
-        title = f"true {names[t]}, predicted {names[p]}: {len(members[(t, p)])} images"
+        count = len(members[(t, p)])
+        title = f"true {names[t]}, predicted {names[p]}: {count} image{'s' if count != 1 else ''}"
         items = [thumbnail(urls[int(i)], _score_caption(images, int(i), names), images.paths[i]) for i in rows]
-        body = f'<h3 id="cell-{t}-{p}">{escape(title)}</h3>' + gallery(items, len(members[(t, p)]) - len(items))
+        body = f'<div class="cell"><h3 id="cell-{t}-{p}">{escape(title)}</h3>{gallery(items, count - len(items))}</div>'
         (correct if t == p else mistakes).append(body)
     return mistakes, correct
+
+
+def _cells(blocks: Sequence[str]) -> str:
+    """Cell galleries side by side where they fit: many small cells of a many-class matrix stay compact."""
+    return f'<div class="cells">{"".join(blocks)}</div>'
 
 
 def write_evaluation_page(
@@ -217,13 +223,13 @@ def write_evaluation_page(
             "mistakes",
             f"Mistakes ({int(wrong.sum())})",
             (
-                mistakes_note + "".join(mistakes)
+                mistakes_note + _cells(mistakes)
                 if mistakes
                 else Markup("<p>None: every image was classified correctly.</p>")
             ),
         ),
         ("map", "Map of the codes", _code_map(folder, images.codes, images.y_true, names, wrong)),
-        ("correct", "Correct", correct_note + "".join(correct) if correct else Markup("<p>None.</p>")),
+        ("correct", "Correct", correct_note + _cells(correct) if correct else Markup("<p>None.</p>")),
         ("failures", f"Not read ({len(failures)})", _failures(failures)),
     ]
     kind = {"probability": "probabilities"}.get(images.score_kind, images.score_kind + "s")
