@@ -148,3 +148,15 @@ def test_extract_report_page_in_a_browser(
     text = assert_renders(folder / "index.html", screenshots / "extract.png", 1 + 2 * 2 * 6)
     assert text.count("Most typical") == 2 and text.count("Least typical") == 2
     assert HOSTILE not in text and ESCAPED in text and "t-SNE map of 153 codes" in text
+
+
+def test_extract_report_without_labels_is_one_group(shared_cache: Path, tmp_path: Path) -> None:
+    """Check that images without labels form one group: typical and least typical ends, no overlap between them."""
+    files = sorted((HYMENOPTERA / "val" / "bees").glob("*.jpg"))[:9]
+    result = cnncodes.extract(files, cache=str(shared_cache), progress=False, report_dir=tmp_path / "report")
+    assert result.labels is None and result.n_failed == 0
+    text = (tmp_path / "report" / "index.html").read_text()
+    assert "<h3>all images (9 images)</h3>" in text and "t-SNE map of 9 codes" in text
+    near, far = text.split("Least typical")
+    assert near.count('class="thumb"') == 6 and far.count('class="thumb"') == 3  # 9 images: 6 typical, 3 left
+    assert len(list((tmp_path / "report" / "thumbnails").iterdir())) == 9
