@@ -70,11 +70,11 @@ class SweepResult:
     """
 
     rows: list[SweepRow]  # all rows, ranked
-    table_headers: ClassVar[tuple[str, ...]] = TABLE_HEADERS  # the columns of table_rows
     protocol: str  # "5-fold stratified CV" or "validation split: PATH"
     n_samples: int
     class_names: list[str]
     files: list[Path] = field(default_factory=list)
+    table_headers: ClassVar[tuple[str, ...]] = TABLE_HEADERS  # the columns of table_rows
 
     @property
     def best(self) -> SweepRow:
