@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .backbones import get_backbone
 from .codemap import map_codes, typical_order
 from .engine import ExtractionResult
+from .errors import UnknownBackboneError
 from .fileio import write_text_atomic
 from .htmlreport import Markup, cards, escape, gallery, page, table, thumbnail, write_page
 from .svgplots import line_chart_svg, scatter_svg
@@ -237,11 +239,24 @@ def write_evaluation_page(
     return write_page(page("Evaluation report", subtitle, parts), folder / PAGE_NAME)
 
 
-def _tap_chart(rows: Sequence[dict[str, Any]], taps: Sequence[str], protocol: str, baseline: float | None) -> str:
+def _tap_order(models: Iterable[str]) -> list[str]:
+    """Tap names in network order: the spatial taps (cards list them earliest first), then the vectors."""
+    order = []
+    for model in models:
+        try:
+            taps = get_backbone(model).taps
+        except UnknownBackboneError:  # not a zoo model: its taps keep the order of the rows
+            continue
+        order += [t.name for spatial in (True, False) for t in taps if t.is_spatial == spatial]
+    return order
+
+
+def _tap_chart(rows: Sequence[dict[str, Any]], protocol: str, baseline: float | None) -> str:
     """Balanced accuracy per single tap, earliest first: one line per model, head and pooling."""
     singles = [r for r in rows if r["model"] != "-" and "+" not in r["features"]]
-    labels = [t for t in taps if any(r["features"] == t for r in singles)]
     models = {r["model"] for r in singles}
+    labels = list(dict.fromkeys([*_tap_order(sorted(models)), *(r["features"] for r in singles)]))
+    labels = [t for t in labels if any(r["features"] == t for r in singles)]
     poolings = {r["pooling"] for r in singles}
     series = []
     for key in dict.fromkeys((r["model"], r["head"], r["pooling"]) for r in singles):
@@ -259,7 +274,6 @@ def write_sweep_page(
     document: dict[str, Any],
     table_rows: tuple[Sequence[str], Sequence[Sequence[Any]]],
     best_rows: Sequence[dict[str, Any]],
-    taps: Sequence[str],
 ) -> Path:
     """Write ``index.html`` of a sweep: the recommendation, a chart per tap, and the ranked table.
 
@@ -273,8 +287,6 @@ def write_sweep_page(
         The ranked table as the command line shows it, best first.
     best_rows : sequence of dict
         The best hyperparameter row of each combination, as in ``document["rows"]``.
-    taps : sequence of str
-        Tap names in network order, for the chart's x axis.
 
     Returns
     -------
@@ -287,7 +299,7 @@ def write_sweep_page(
     """
     folder = Path(folder)
     baseline = next((r["balanced_accuracy"] for r in best_rows if r["model"] == "-"), None)
-    chart = _tap_chart(best_rows, taps, document["protocol"], baseline)
+    chart = _tap_chart(best_rows, document["protocol"], baseline)
     caption = "Balanced accuracy of each single tap, earliest first"
     caption += ", bars: the spread across folds" if document["protocol"].endswith("CV") else ""
     headers, rows = table_rows

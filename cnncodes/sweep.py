@@ -26,11 +26,10 @@ from .report import plot_sweep, write_json
 from .training import LabelledCodes, load_labelled_codes
 from .transformer import CNNCodes
 
-__all__ = ["SweepRow", "SweepResult", "sweep", "default_layer_sets", "BASELINE", "TABLE_HEADERS"]
+__all__ = ["SweepRow", "SweepResult", "sweep", "default_layer_sets", "BASELINE"]
 
 BASELINE = "raw pixels"
 _BASELINE_SIZE = 32  # the no-transfer baseline: heads on 32 x 32 RGB thumbnails
-TABLE_HEADERS = ("rank", "model", "features", "pooling", "head", "params", "dims", "accuracy", "balanced")
 
 
 def _with_spread(value: float, std: float | None) -> str:
@@ -74,7 +73,7 @@ class SweepResult:
     n_samples: int
     class_names: list[str]
     files: list[Path] = field(default_factory=list)
-    table_headers: ClassVar[tuple[str, ...]] = TABLE_HEADERS  # the columns of table_rows
+    table_headers: ClassVar = ("rank", "model", "features", "pooling", "head", "params", "dims", "accuracy", "balanced")
 
     @property
     def best(self) -> SweepRow:
@@ -98,10 +97,7 @@ class SweepResult:
         return best
 
     def table_rows(self, show_all: bool = False) -> list[list[Any]]:
-        """The ranked table under :data:`TABLE_HEADERS`: the best hyperparameter of each combination, or every row.
-
-        A score shows "±" and its spread only when it has one (cross-validation).
-        """
+        """Rows under ``table_headers``, best first; "±" and a spread only where there is one (CV folds)."""
         rows = self.rows if show_all else self.best_per_combination()
         return [
             [rank, r.model, r.features, r.pooling if r.model != "-" else "-", r.head]
@@ -343,22 +339,17 @@ def sweep(
 
 
 def _write_sweep(result: SweepResult, folder: Path) -> list[Path]:
+    best = result.best_per_combination()
     chart_rows = [
         {
             "features": (f"{r.model} {r.features} {r.pooling}" if r.model != "-" else r.features),
             "head": r.head,
             "accuracy": r.balanced_accuracy,
         }
-        for r in result.best_per_combination()
+        for r in best
     ]
     document = result.as_dict()
-    best_rows = [asdict(row) for row in result.best_per_combination()]
-    models = [model for model in dict.fromkeys(r.model for r in result.rows) if model != "-"]
-    # network order for the chart: the spatial taps (cards list them earliest first), then the vectors
-    taps = [
-        t.name for m in models for spatial in (True, False) for t in get_backbone(m).taps if t.is_spatial == spatial
-    ]
-    page = write_sweep_page(folder, document, (result.table_headers, result.table_rows()), best_rows, taps)
+    page = write_sweep_page(folder, document, (result.table_headers, result.table_rows()), [asdict(r) for r in best])
     return [
         write_json(document, folder / "sweep.json"),
         plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({result.protocol})"),
