@@ -156,7 +156,11 @@ def _dask_option(function: Command) -> Command:
 def _report_option(function: Command) -> Command:
     folder = click.Path(file_okay=False, path_type=Path)
     return click.option(
-        "--report", "report_dir", type=folder, default=None, help="Also write JSON and PNG plots into this folder."
+        "--report",
+        "report_dir",
+        type=folder,
+        default=None,
+        help="Also write a report into this folder: index.html (open it in a browser) and its files.",
     )(function)
 
 
@@ -360,6 +364,7 @@ def export(name: str, weights: str, output: Path | None) -> None:
 @run_options
 @click.option("--strict", is_flag=True, help="Stop at the first bad image (on_error='raise').")
 @_dask_option
+@_report_option
 @_format_option("table", "json")
 @_library_errors
 def extract(
@@ -367,6 +372,7 @@ def extract(
     output: Path | None,
     strict: bool,
     dask_address: str | None,
+    report_dir: Path | None,
     output_format: str,
     **options: Any,
 ) -> None:
@@ -380,6 +386,7 @@ def extract(
         cnncodes extract photos/ -o codes.h5
         cnncodes extract photos/ -o codes.h5 --layer stage4 --layer penultimate --views flip
         cnncodes extract photos/ -o codes.h5 --dask local:2
+        cnncodes extract ../shared/data/hymenoptera/val --report explore/
     """
     as_json = output_format == "json"
     result = cnncodes.extract(
@@ -389,6 +396,7 @@ def extract(
         progress=False if as_json or _is_quiet() else None,
         output=output,
         client=dask_address,
+        report_dir=report_dir,
     )
     _echo_failures(result.failures)
     click.echo(result.summary(), err=as_json)
@@ -644,19 +652,7 @@ def predict(model_file: Path, images: tuple[Path, ...], top_k: int, output_forma
 
 
 def _sweep_table(result: Any, show_all: bool) -> str:
-    def spread(value: float, std: float) -> str:
-        return f"{value:.4f}" + (f" ±{std:.3f}" if std else "")
-
-    rows = result.rows if show_all else result.best_per_combination()
-    return _table(
-        ["rank", "model", "features", "pooling", "head", "params", "dims", "accuracy", "balanced"],
-        [
-            [rank, r.model, r.features, r.pooling if r.model != "-" else "-", r.head]
-            + [", ".join(f"{k}={v}" for k, v in r.params.items()), r.n_features]
-            + [spread(r.accuracy, r.accuracy_std), spread(r.balanced_accuracy, r.balanced_accuracy_std)]
-            for rank, r in enumerate(rows, 1)
-        ],
-    )
+    return _table(result.table_headers, result.table_rows(show_all))
 
 
 @cli.command()
@@ -721,6 +717,7 @@ def sweep(
     \b
     Example:
         cnncodes sweep ../shared/data/chest_xray/train --heads logistic --heads linear-svm --class-weight balanced
+        cnncodes sweep ../shared/data/hymenoptera/train --heads logistic --report sweep-report/
     """
     result = cnncodes.sweep(
         _inputs(data),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from .errors import InputError
+from .pages import ScoredImages, write_evaluation_page
 from .params import RunOptions
 from .persist import ModelBundle
 from .prediction import class_scores, runtime_codes
@@ -46,7 +47,8 @@ def evaluate(
     data : str, Path or sequence
         Labelled images (a class-per-folder tree, a labelled CSV) or a codes file.
     report_dir : str, Path or None, default=None
-        Also write ``report.json`` and PNG plots there (needs matplotlib).
+        Also write ``index.html`` there (the figures, every mistake as a thumbnail, a
+        map of the codes), ``report.json`` and PNG plots (needs matplotlib).
     **run : run options
         ``cache``, ``batch_size``, ``device``, ``n_threads``, ``optimization``,
         ``n_workers``: as for :class:`cnncodes.CNNCodes` (declared in :mod:`cnncodes.params`).
@@ -90,7 +92,12 @@ def evaluate(
         raise InputError(message)
     remap = np.array([bundle.class_names.index(name) for name in labelled.class_names])
     head = bundle.pipeline.named_steps["head"]
-    scores, _ = class_scores(head, labelled.X)
-    report = make_report(remap[labelled.y], head.predict(labelled.X), bundle.class_names, scores)
-    files = write_report(report, report_dir) if report_dir is not None else []
+    scores, kind = class_scores(head, labelled.X)
+    y_true, y_pred = remap[labelled.y], head.predict(labelled.X)
+    report = make_report(y_true, y_pred, bundle.class_names, scores)
+    files = []
+    if report_dir is not None:  # the page first, listed last: it needs no matplotlib
+        scored = ScoredImages(labelled.paths, y_true, np.asarray(y_pred), scores, kind, labelled.X)
+        page = write_evaluation_page(report_dir, report.as_dict(), scored, labelled.failures)
+        files = [*write_report(report, report_dir), page]
     return EvaluationResult(report, labelled.failures, files)

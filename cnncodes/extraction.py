@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .codesfile import write_codes_file
 from .distributed import DEFAULT_PARTITION_SIZE, connect, extract_on_cluster
 from .engine import ExtractionOptions, ExtractionResult, Extractor
+from .pages import write_extraction_page
 from .params import CODE_PARAMETERS, PARAMETERS, ExtractParameters
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ def extract(
     output: Path | str | None = None,
     client: Any = None,
     partition_size: int = DEFAULT_PARTITION_SIZE,
+    report_dir: Path | str | None = None,
     **parameters: Unpack[ExtractParameters],
 ) -> ExtractionResult:
     """Turn images into CNN codes, reading what the cache already holds.
@@ -84,6 +86,9 @@ def extract(
         folder every worker shares; the result equals a single-process run.
     partition_size : int, default=2000
         Images per dask task.
+    report_dir : str, Path or None, default=None
+        Also write ``index.html`` there: a map of the codes, each class's most and
+        least typical images (nearest to / farthest from the class mean), the failures.
 
     Returns
     -------
@@ -120,4 +125,6 @@ def extract(
             result = extractor.finish(extract_on_cluster(extractor, inputs, connected, partition_size=partition_size))
     if output is not None:
         write_codes_file(output, result.to_codes_file())
+    if report_dir is not None:
+        write_extraction_page(report_dir, result)
     return result

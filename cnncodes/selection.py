@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 from sklearn.base import clone
@@ -20,6 +20,7 @@ from .distributed import dask_backend
 from .errors import InputError
 from .heads import check_head, head_grid, make_head
 from .images import Preprocessing, decode_image, make_views
+from .pages import write_sweep_page
 from .params import DEFAULT_BACKBONE
 from .report import plot_sweep, write_json
 from .training import LabelledCodes, load_labelled_codes
@@ -29,6 +30,11 @@ __all__ = ["SweepRow", "SweepResult", "sweep", "default_layer_sets", "BASELINE"]
 
 BASELINE = "raw pixels"
 _BASELINE_SIZE = 32  # the no-transfer baseline: heads on 32 x 32 RGB thumbnails
+
+
+def _with_spread(value: float, std: float | None) -> str:
+    """A score, and its spread across CV folds when there is one (never for a single validation split)."""
+    return f"{value:.4f}" + (f" ±{std:.3f}" if std is not None else "")
 
 
 @dataclass
@@ -43,8 +49,8 @@ class SweepRow:
     accuracy: float
     balanced_accuracy: float
     pooling: str = "avg"  # spatial pooling of the feature maps
-    accuracy_std: float = 0.0  # across folds (0 with a validation split)
-    balanced_accuracy_std: float = 0.0
+    accuracy_std: float | None = None  # across CV folds; None with a validation split (one score, no spread)
+    balanced_accuracy_std: float | None = None
     seconds: float = 0.0
 
 
@@ -57,6 +63,7 @@ class SweepResult:
     n_samples: int
     class_names: list[str]
     files: list[Path] = field(default_factory=list)
+    table_headers: ClassVar = ("rank", "model", "features", "pooling", "head", "params", "dims", "accuracy", "balanced")
 
     @property
     def best(self) -> SweepRow:
@@ -78,6 +85,16 @@ class SweepResult:
                 seen.add(key)
                 best.append(row)
         return best
+
+    def table_rows(self, show_all: bool = False) -> list[list[Any]]:
+        """Rows under ``table_headers``, best first; "±" and a spread only where there is one (CV folds)."""
+        rows = self.rows if show_all else self.best_per_combination()
+        return [
+            [rank, r.model, r.features, r.pooling if r.model != "-" else "-", r.head]
+            + [", ".join(f"{k}={v}" for k, v in r.params.items()), r.n_features]
+            + [_with_spread(r.accuracy, r.accuracy_std), _with_spread(r.balanced_accuracy, r.balanced_accuracy_std)]
+            for rank, r in enumerate(rows, 1)
+        ]
 
     def recommendation(self) -> str:
         """One or two sentences: what to use, and whether transfer helps at all."""
@@ -155,10 +172,10 @@ def _score(
     cv: Any,
     groups: np.ndarray | None,
     n_jobs: int | None = None,
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float | None, float | None]:
     if val is not None:
         predicted = clone(estimator).fit(*train).predict(val[0])
-        return accuracy_score(val[1], predicted), balanced_accuracy_score(val[1], predicted), 0.0, 0.0
+        return accuracy_score(val[1], predicted), balanced_accuracy_score(val[1], predicted), None, None
     scores = cross_validate(
         estimator, *train, groups=groups, cv=cv, scoring=("accuracy", "balanced_accuracy"), n_jobs=n_jobs
     )
@@ -240,7 +257,8 @@ def sweep(
     baseline : bool, default=True
         Also score the heads on 32 x 32 raw pixels (no transfer).
     report_dir : str, Path or None, default=None
-        Write ``sweep.json`` and ``sweep.png`` (feature set x head chart) there.
+        Write ``index.html`` (the ranked table and a chart of the score per tap),
+        ``sweep.json`` and ``sweep.png`` (feature set x head chart) there.
     random_state : int, default=0
         Seed of the folds and the heads.
     client : dask.distributed.Client, str or None, default=None
@@ -311,17 +329,21 @@ def sweep(
 
 
 def _write_sweep(result: SweepResult, folder: Path) -> list[Path]:
+    best = result.best_per_combination()
     chart_rows = [
         {
             "features": (f"{r.model} {r.features} {r.pooling}" if r.model != "-" else r.features),
             "head": r.head,
             "accuracy": r.balanced_accuracy,
         }
-        for r in result.best_per_combination()
+        for r in best
     ]
+    document = result.as_dict()
+    page = write_sweep_page(folder, document, (result.table_headers, result.table_rows()), [asdict(r) for r in best])
     return [
-        write_json(result.as_dict(), folder / "sweep.json"),
+        write_json(document, folder / "sweep.json"),
         plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({result.protocol})"),
+        page,
     ]
 
 

@@ -34,12 +34,15 @@ def test_evaluate_on_real_split_writes_report(trained: Path, shared_cache: Path,
     assert report.n_samples == 153 and report.accuracy > 0.85 and result.failures == []
     assert report.class_names == ["ants", "bees"] and np.sum(report.confusion_matrix) == 153
     assert [row["support"] for row in report.per_class] == [70, 83]
-    names = ("report.json", "confusion_matrix.png", "per_class_f1.png")
+    names = ("report.json", "confusion_matrix.png", "per_class_f1.png", "index.html")
     assert result.files == [tmp_path / "report" / name for name in names]
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "code_map.svg",
         "confusion_matrix.png",
+        "index.html",
         "per_class_f1.png",
         "report.json",
+        "thumbnails",
     ]
     assert json.loads((tmp_path / "report" / "report.json").read_text()) == report.as_dict()
 

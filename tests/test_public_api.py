@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import pkgutil
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -125,3 +127,10 @@ def test_check_parameter_rejects_bad_values() -> None:
             params.check_parameter(name, value, owner="CNNCodes")
     for name, value in [("grid", 2), ("gem_p", 2), ("relu", None), ("layer", ["stage4", "penultimate"])]:
         params.check_parameter(name, value)
+
+
+def test_public_function_is_not_replaced_by_its_submodule() -> None:
+    """Check that loading the submodule that defines cnncodes.sweep first leaves cnncodes.sweep the function."""
+    code = "import cnncodes.selection, cnncodes; print(cnncodes.sweep.__module__, callable(cnncodes.sweep))"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout == "cnncodes.selection True\n"

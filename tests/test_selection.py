@@ -82,10 +82,15 @@ def test_sweep_recommends_the_best_transfer_row(swept: SweepResult) -> None:
 
 
 def test_sweep_report_files(swept: SweepResult) -> None:
-    """Check that the report folder holds sweep.json (the result as a dict) and the chart."""
-    json_path, png_path = swept.files
-    assert (json_path.name, png_path.name) == ("sweep.json", "sweep.png")
-    assert sorted(p.name for p in json_path.parent.iterdir()) == ["sweep.json", "sweep.png"]
+    """Check that the report folder holds sweep.json (the result as a dict), the chart, and the page with its chart."""
+    json_path, png_path, page_path = swept.files
+    assert (json_path.name, png_path.name, page_path.name) == ("sweep.json", "sweep.png", "index.html")
+    assert sorted(p.name for p in json_path.parent.iterdir()) == [
+        "index.html",
+        "sweep.json",
+        "sweep.png",
+        "sweep_taps.svg",
+    ]
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(swept.as_dict()))
     assert png_path.read_bytes()[:4] == b"\x89PNG"
 
@@ -99,7 +104,9 @@ def test_sweep_on_a_validation_split(small_tree: Path, shared_cache: Path, tmp_p
             (val / name / path.name).symlink_to(path)
     result = sweep(small_tree, layers=["penultimate"], val=val, baseline=False, codes=CNNCodes(cache=str(shared_cache)))
     assert result.protocol == f"validation split: {val}" and result.baseline is None
-    assert all(r.accuracy_std == 0.0 and r.accuracy in (i / 10 for i in range(11)) for r in result.rows)
+    assert all(r.accuracy_std is None and r.accuracy in (i / 10 for i in range(11)) for r in result.rows)
+    assert all(r.balanced_accuracy_std is None for r in result.rows)
+    assert not any("±" in str(cell) for row in result.table_rows(show_all=True) for cell in row)
     assert result.best.balanced_accuracy >= 0.8
 
 
