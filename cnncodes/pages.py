@@ -282,7 +282,7 @@ def write_sweep_page(
     folder : Path or str
         The report folder; the chart goes to ``sweep_taps.svg``.
     document : dict
-        :meth:`cnncodes.sweep.SweepResult.as_dict`.
+        :meth:`cnncodes.selection.SweepResult.as_dict`.
     table_rows : (headers, rows)
         The ranked table as the command line shows it, best first.
     best_rows : sequence of dict
@@ -295,7 +295,7 @@ def write_sweep_page(
 
     Examples
     --------
-    See :func:`cnncodes.sweep.sweep`.
+    See :func:`cnncodes.sweep`.
     """
     folder = Path(folder)
     baseline = next((r["balanced_accuracy"] for r in best_rows if r["model"] == "-"), None)

@@ -14,7 +14,7 @@ import cnncodes
 from cnncodes.cli import cli
 from cnncodes.pages import ScoredImages, write_evaluation_page
 from cnncodes.report import make_report
-from cnncodes.sweep import sweep
+from cnncodes.selection import sweep
 from tests.browser import render
 from tests.conftest import HYMENOPTERA
 from tests.test_training import session_cache, session_model, session_tree
