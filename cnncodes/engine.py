@@ -25,6 +25,7 @@ from .modelfiles import ensure_model_file, resolve_backbone
 from .params import RUN_PARAMETERS, RunOptions, batch_size_for, check_parameter, default, largest_batch_size
 from .pooling import code_length, combine_views, normalize_codes, pool
 from .progress import Progress
+from .quantize import precision_model_file
 from .runtime import Session
 from .taps import prepare_model
 
@@ -273,9 +274,11 @@ class Extractor:
     # -- what the codes are -------------------------------------------------------------
     @property
     def model_path(self) -> Path:
-        """The ONNX file, built or fetched on first use."""
+        """The ONNX file at the options' precision, built or fetched on first use."""
         if self._model_path is None:
-            self._model_path = ensure_model_file(self.backbone)
+            self._model_path = precision_model_file(
+                self.backbone, ensure_model_file(self.backbone), self.options.precision
+            )
         return self._model_path
 
     def _tap_length(self, tap: TapSpec) -> int:
@@ -332,7 +335,13 @@ class Extractor:
                     std=self.backbone.std,
                     color_order=self.backbone.color_order,
                 )
-                self._session = Session(model, self.device, n_threads=self.n_threads, optimization=self.optimization)
+                self._session = Session(
+                    model,
+                    self.device,
+                    n_threads=self.n_threads,
+                    optimization=self.optimization,
+                    precision=self.options.precision,
+                )
                 logger.info(self._session.choice.describe())
             return self._session
 

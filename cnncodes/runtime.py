@@ -115,7 +115,11 @@ def _failure_reason(log: str) -> str:
     return "failed to initialize (no usable GPU or driver)"
 
 
-def _with_options(device: str) -> str | tuple[str, dict[str, str]]:
+# TensorRT's own reduced-precision flags for the graphs of cnncodes.quantize (QDQ int8 is explicit quantization).
+_TENSORRT_PRECISION = {"fp32": {}, "fp16": {"trt_fp16_enable": "True"}, "int8": {"trt_int8_enable": "True"}}
+
+
+def _with_options(device: str, precision: str = "fp32") -> str | tuple[str, dict[str, str]]:
     """A provider with its options: TensorRT keeps its built engines, so only the first session waits for them."""
     if device != "tensorrt":
         return _PROVIDERS[device]
@@ -125,10 +129,13 @@ def _with_options(device: str) -> str | tuple[str, dict[str, str]]:
         "trt_engine_cache_path": str(engines),
         "trt_timing_cache_enable": "True",
         "trt_timing_cache_path": str(engines),
+        **_TENSORRT_PRECISION[precision],
     }
 
 
-def _try_provider(model: bytes, device: str, options: ort.SessionOptions) -> tuple[ort.InferenceSession | None, str]:
+def _try_provider(
+    model: bytes, device: str, options: ort.SessionOptions, precision: str = "fp32"
+) -> tuple[ort.InferenceSession | None, str]:
     """Open a session on ``device``; return it only if that provider really initialized."""
     provider = _PROVIDERS[device]
     if provider not in ort.get_available_providers():
@@ -138,7 +145,7 @@ def _try_provider(model: bytes, device: str, options: ort.SessionOptions) -> tup
     with _captured_output() as log:
         try:
             session = ort.InferenceSession(
-                model, sess_options=options, providers=[_with_options(device), _PROVIDERS["cpu"]]
+                model, sess_options=options, providers=[_with_options(device, precision), _PROVIDERS["cpu"]]
             )
         except (RuntimeError, ort.capi.onnxruntime_pybind11_state.Fail) as error:  # type: ignore[attr-defined]
             error_text = str(error)
@@ -148,7 +155,12 @@ def _try_provider(model: bytes, device: str, options: ort.SessionOptions) -> tup
 
 
 def choose_provider(
-    model: bytes, device: str = "auto", *, n_threads: int | None = None, optimization: str = "all"
+    model: bytes,
+    device: str = "auto",
+    *,
+    n_threads: int | None = None,
+    optimization: str = "all",
+    precision: str = "fp32",
 ) -> tuple[ort.InferenceSession, ProviderChoice]:
     """Open an inference session on the best provider that really works.
 
@@ -165,6 +177,9 @@ def choose_provider(
         Intra-op threads; None lets onnxruntime use every core.
     optimization : {"disable", "basic", "extended", "all"}, default="all"
         onnxruntime graph optimization level.
+    precision : {"fp32", "int8", "fp16"}, default="fp32"
+        The arithmetic of ``model`` (see :mod:`cnncodes.quantize`): turns on TensorRT's
+        matching flags. Other providers run the graph as it is.
 
     Returns
     -------
@@ -204,7 +219,7 @@ def choose_provider(
     for candidate in order:
         if candidate == "cpu":
             break
-        session, reason = _try_provider(model, candidate, options)
+        session, reason = _try_provider(model, candidate, options, precision)
         if session is not None:
             return session, ProviderChoice(_PROVIDERS[candidate], candidate, passed_over)
         passed_over[_PROVIDERS[candidate]] = reason
@@ -228,6 +243,8 @@ class Session:
         Intra-op threads; None lets onnxruntime use every core.
     optimization : {"disable", "basic", "extended", "all"}, default="all"
         onnxruntime graph optimization level.
+    precision : {"fp32", "int8", "fp16"}, default="fp32"
+        The arithmetic of ``model``; see :func:`choose_provider`.
 
     Attributes
     ----------
@@ -250,9 +267,17 @@ class Session:
     """
 
     def __init__(
-        self, model: bytes, device: str = "auto", *, n_threads: int | None = None, optimization: str = "all"
+        self,
+        model: bytes,
+        device: str = "auto",
+        *,
+        n_threads: int | None = None,
+        optimization: str = "all",
+        precision: str = "fp32",
     ) -> None:
-        self._session, self.choice = choose_provider(model, device, n_threads=n_threads, optimization=optimization)
+        self._session, self.choice = choose_provider(
+            model, device, n_threads=n_threads, optimization=optimization, precision=precision
+        )
         self.input_name = self._session.get_inputs()[0].name
         self.output_names = [output.name for output in self._session.get_outputs()]
         self._use_binding = self.choice.device != "cpu"
