@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,7 +21,8 @@ from .featurespec import ExtractionOptions, FeatureSetSpec
 from .images import decode_image, make_views, n_views
 from .inputs import Inputs, Source, read_inputs
 from .modelfiles import ensure_model_file, resolve_backbone
-from .params import RUN_PARAMETERS, RunOptions, batch_size_for, check_parameter, default, largest_batch_size
+from .params import RUN_PARAMETERS, RunOptions, batch_size_for, check_parameter, decode_workers_for, default
+from .params import largest_batch_size, n_cores
 from .pooling import code_length, combine_views, normalize_codes, pool
 from .progress import Progress
 from .quantize import precision_model_file
@@ -259,7 +259,7 @@ class Extractor:
         self.device: str = run["device"]
         self.n_threads: int | None = run["n_threads"]
         self.optimization: str = run["optimization"]
-        self.n_workers: int = run["n_workers"] or os.cpu_count() or 1
+        self.n_workers: int = decode_workers_for(run["n_workers"], self.device, options.precision, n_cores())
         self.on_error: str = run["on_error"]
         self.progress: bool | None = settings.get("progress")
         cache = run["cache"]

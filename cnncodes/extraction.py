@@ -75,7 +75,7 @@ def extract(
         optimization : {"disable", "basic", "extended", "all"}, default="all"
             onnxruntime graph optimization level.
         n_workers : int or None, default=None
-            Decode threads (default: one per core).
+            Decode threads (default: every core on a GPU; on the CPU as many as keep up with inference).
         on_error : {"skip", "raise"}, default="skip"
             "skip": a bad image is reported in ``failures`` and gets no row; "raise": stop.
     progress : bool or None, default=None

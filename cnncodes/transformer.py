@@ -62,7 +62,7 @@ class CNNCodes(TransformerMixin, BaseEstimator):
     optimization : {"disable", "basic", "extended", "all"}, default="all"
         onnxruntime graph optimization level.
     n_workers : int or None, default=None
-        Decode threads; None: one per core.
+        Decode threads; None: every core on a GPU, on the CPU as many as keep up with inference.
     on_error : {"skip", "raise"}, default="raise"
         "raise": a bad image raises, naming the file. "skip": bad images get no
         row; their positions are in ``dropped_indices_`` after ``transform``, so
