@@ -643,6 +643,13 @@ def predict(model_file: Path, images: tuple[Path, ...], top_k: int, output_forma
     _exit_if_failed(result.failures)
 
 
+def _pooling_cell(row: Any) -> str:
+    """The pooling of a sweep row, with its precision when that is not fp32 ("avg/int8")."""
+    if row.model == "-":
+        return "-"
+    return row.pooling + (f"/{row.precision}" if row.precision != "fp32" else "")
+
+
 def _sweep_table(result: Any, show_all: bool) -> str:
     def spread(value: float, std: float) -> str:
         return f"{value:.4f}" + (f" ±{std:.3f}" if std else "")
@@ -651,7 +658,7 @@ def _sweep_table(result: Any, show_all: bool) -> str:
     return _table(
         ["rank", "model", "features", "pooling", "head", "params", "dims", "accuracy", "balanced"],
         [
-            [rank, r.model, r.features, r.pooling if r.model != "-" else "-", r.head]
+            [rank, r.model, r.features, _pooling_cell(r), r.head]
             + [", ".join(f"{k}={v}" for k, v in r.params.items()), r.n_features]
             + [spread(r.accuracy, r.accuracy_std), spread(r.balanced_accuracy, r.balanced_accuracy_std)]
             for rank, r in enumerate(rows, 1)
@@ -684,6 +691,14 @@ def _sweep_table(result: Any, show_all: bool) -> str:
     type=click.Choice(params.POOLINGS),
     help=f"Pooling to try; repeat. [default: {params.default('pooling')}]",
 )
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    callback=_empty_as_none,
+    type=click.Choice(params.PRECISIONS),
+    help=f"Network precision to try; repeat. [default: {params.default('precision')}]",
+)
 @_declared_option("views")
 @click.option(
     "--val", type=click.Path(exists=True, path_type=Path), default=None, help="Score on this labelled split, not CV."
@@ -704,6 +719,7 @@ def sweep(
     layer_sets: tuple[str, ...] | None,
     heads: tuple[str, ...],
     poolings: tuple[str, ...] | None,
+    precisions: tuple[str, ...] | None,
     views: str,
     val: Path | None,
     cv: int,
@@ -728,6 +744,7 @@ def sweep(
         layers=layer_sets,
         heads=heads,
         poolings=poolings,
+        precisions=precisions,
         codes=cnncodes.CNNCodes(views=views, **options),
         val=val,
         cv=cv,

@@ -117,6 +117,22 @@ def test_sweep_tries_each_pooling(small_tree: Path, shared_cache: Path) -> None:
     assert len(result.best_per_combination()) == 2
 
 
+def test_sweep_tries_each_precision(small_tree: Path, shared_cache: Path) -> None:
+    """Check that each precision gets its own rows, scored on its own codes, and the table cell names it."""
+    result = sweep(
+        small_tree,
+        layers=["penultimate"],
+        precisions=("fp32", "int8"),
+        cv=3,
+        baseline=False,
+        codes=CNNCodes(cache=str(shared_cache)),
+    )
+    assert {r.precision for r in result.rows} == {"fp32", "int8"} and {r.n_features for r in result.rows} == {1280}
+    assert len(result.best_per_combination()) == 2
+    assert all(r.balanced_accuracy >= 0.6 for r in result.best_per_combination())
+    assert (" at int8 with " in result.recommendation()) == (result.best.precision == "int8")
+
+
 def test_sweep_groups_by_file_name(small_tree: Path, shared_cache: Path) -> None:
     """Check that a group pattern switches to group CV, and a file name it does not match is refused."""
     result = sweep(
