@@ -643,6 +643,19 @@ def predict(model_file: Path, images: tuple[Path, ...], top_k: int, output_forma
     _exit_if_failed(result.failures)
 
 
+def _values_to_try(name: str, what: str) -> Callable[[Command], Command]:
+    """A repeatable sweep option over the declared choices of parameter ``name`` (``--pooling`` -> ``poolings``)."""
+    parameter = params.PARAMETERS[name]
+    return click.option(
+        parameter.option,
+        f"{name}s",
+        multiple=True,
+        callback=_empty_as_none,
+        type=click.Choice(parameter.choices or ()),
+        help=f"{what} to try; repeat. [default: {parameter.default}]",
+    )
+
+
 def _pooling_cell(row: Any) -> str:
     """The pooling of a sweep row, with its precision when that is not fp32 ("avg/int8")."""
     if row.model == "-":
@@ -683,22 +696,8 @@ def _sweep_table(result: Any, show_all: bool) -> str:
     type=click.Choice(sorted(params.HEAD_NAMES)),
     help="Head to try; repeat.",
 )
-@click.option(
-    "--pooling",
-    "poolings",
-    multiple=True,
-    callback=_empty_as_none,
-    type=click.Choice(params.POOLINGS),
-    help=f"Pooling to try; repeat. [default: {params.default('pooling')}]",
-)
-@click.option(
-    "--precision",
-    "precisions",
-    multiple=True,
-    callback=_empty_as_none,
-    type=click.Choice(params.PRECISIONS),
-    help=f"Network precision to try; repeat. [default: {params.default('precision')}]",
-)
+@_values_to_try("pooling", "Pooling")
+@_values_to_try("precision", "Network precision")
 @_declared_option("views")
 @click.option(
     "--val", type=click.Path(exists=True, path_type=Path), default=None, help="Score on this labelled split, not CV."
