@@ -27,6 +27,7 @@ from PIL import Image
 
 from .backbones import BackboneSpec
 from .contentkeys import file_sha256
+from .errors import MissingExtraError, ModelFileError
 from .extras import import_extra
 from .fileio import atomic_path
 from .images import Preprocessing, make_views
@@ -235,6 +236,8 @@ def precision_model_file(backbone: BackboneSpec, source: Path, precision: str) -
         If ``precision`` is not one of ``params.PRECISIONS``.
     MissingExtraError
         For ``"int8"`` without scikit-image (extra ``int8``).
+    ModelFileError
+        If ``source`` cannot be quantized or converted (not an ONNX model, an input it cannot feed).
 
     Examples
     --------
@@ -248,8 +251,15 @@ def precision_model_file(backbone: BackboneSpec, source: Path, precision: str) -
     target = models_dir() / f"{source.stem}.{precision}-{file_sha256(source)[:12]}.onnx"
     if not target.is_file():
         logging.getLogger("cnncodes").info("building %s (%s) from %s", target.name, precision, source.name)
-        if precision == "int8":
-            build_int8(source, target, backbone)
-        else:
-            build_fp16(source, target)
+        try:
+            if precision == "int8":
+                build_int8(source, target, backbone)
+            else:
+                build_fp16(source, target)
+        except (MissingExtraError, OSError):
+            raise
+        except Exception as error:  # onnx's and onnxruntime's own errors, whatever their class
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            message = f"{source}: cannot build its {precision} graph ({detail})"
+            raise ModelFileError(message) from error
     return target

@@ -11,7 +11,7 @@ import pytest
 
 import cnncodes
 from cnncodes.backbones import get_backbone
-from cnncodes.errors import InputError
+from cnncodes.errors import InputError, ModelFileError
 from cnncodes.modelfiles import resolve_backbone
 from cnncodes.params import PRECISIONS
 from cnncodes.quantize import CALIBRATION_IMAGES, build_fp16, build_int8, calibration_inputs, precision_model_file
@@ -76,6 +76,18 @@ def test_precision_model_file_named_by_source_and_built_once(tmp_path: Path) -> 
     assert precision_model_file(backbone, source, "int8").stat().st_mtime_ns == mtime
     with pytest.raises(InputError, match=re.escape("The 'precision' parameter must be one of 'fp32', 'int8', 'fp16'")):
         precision_model_file(backbone, source, "int4")
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_precision_model_file_not_onnx_one_line_error(tmp_path: Path, precision: str) -> None:
+    """Check that a file that is not an ONNX model fails with one line naming it, and leaves no file behind."""
+    source = tmp_path / "broken.onnx"
+    source.write_bytes(b"not an onnx model")
+    expected = f"{source}: cannot build its {precision} graph ("
+    with pytest.raises(ModelFileError, match="^" + re.escape(expected)) as caught:
+        precision_model_file(get_backbone("efficientnet_lite0"), source, precision)
+    assert "\n" not in str(caught.value)
+    assert not list(cnncodes.models_dir().glob("*broken*"))  # no temporary file either
 
 
 def test_extract_precisions_are_separate_feature_sets(tmp_path: Path) -> None:
