@@ -3,8 +3,10 @@
 The key of a file is always the sha256 of its bytes, so the encoded bytes of a file get the
 same key as the file. Hashing a large image set on every run costs more than reading its
 codes from the cache, so a small SQLite table in the cache folder remembers
-(path, size, mtime_ns, inode, device) -> sha256, as git's index does: a file whose identity
-changed in any way is hashed again.
+(path, size, mtime_ns, ctime_ns, inode, device) -> sha256, as git's index does: a file whose
+identity changed in any way is hashed again. The ctime is there because tools restore the mtime
+(``cp -p``, ``rsync -t``) but nothing can restore the ctime of a file rewritten in place. Paths
+are stored as their bytes, so names that are not valid UTF-8 are remembered too.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import warnings
+from stat import S_ISREG
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -20,24 +23,31 @@ import numpy as np
 
 from .errors import ImageDecodeError
 from .fingerprint import sha256_array, sha256_bytes, sha256_file
+from .messages import not_regular_message
 
 __all__ = ["FileKeyMemo", "content_key", "content_keys", "file_sha256"]
 
+_TABLE = "file_keys_v2"  # v2: paths as bytes, and the ctime (the table of v1 is left unread)
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS file_keys "
-    "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER, device INTEGER, sha256 TEXT)"
+    f"CREATE TABLE IF NOT EXISTS {_TABLE} (path BLOB PRIMARY KEY, size INTEGER, mtime_ns INTEGER, "
+    "ctime_ns INTEGER, inode INTEGER, device INTEGER, sha256 TEXT)"
 )
 _TIMEOUT_S = 30.0
 _SQLITE_VARIABLES = 500  # stays under SQLite's limit of bound variables per query
-_file_hashes: dict[tuple[str, int, int], str] = {}  # this process: (path, size, mtime_ns) -> sha256
+_file_hashes: dict[tuple[str, int, int, int], str] = {}  # this process: (path, size, mtime_ns, ctime_ns) -> sha256
 
 
-def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
-    return stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int, int]:
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev
+
+
+def _path_key(path: str | Path) -> bytes:
+    """The absolute path as the filesystem's bytes (a name that is not valid UTF-8 included)."""
+    return os.fsencode(Path(path).absolute())
 
 
 class FileKeyMemo:
-    """A (path, size, mtime, inode, device) -> sha256 memo in an SQLite file.
+    """A (path, size, mtime, ctime, inode, device) -> sha256 memo in an SQLite file.
 
     Any failure of the memo itself (a locked or read-only filesystem) disables it with one
     warning: keys are then computed from the bytes every time, which is always correct.
@@ -98,13 +108,13 @@ class FileKeyMemo:
         connection = self._connect()
         if connection is None or not paths:
             return {}
-        absolute = [str(Path(p).absolute()) for p in paths]
-        rows: dict[str, tuple[int, int, int, int, str]] = {}
+        absolute = [_path_key(p) for p in paths]
+        rows: dict[bytes, tuple[int, int, int, int, int, str]] = {}
         try:
             for start in range(0, len(absolute), _SQLITE_VARIABLES):
                 chunk = absolute[start : start + _SQLITE_VARIABLES]
                 query = (
-                    "SELECT path, size, mtime_ns, inode, device, sha256 FROM file_keys "
+                    f"SELECT path, size, mtime_ns, ctime_ns, inode, device, sha256 FROM {_TABLE} "
                     f"WHERE path IN ({','.join('?' * len(chunk))})"
                 )
                 rows.update({row[0]: row[1:] for row in connection.execute(query, chunk)})
@@ -117,8 +127,8 @@ class FileKeyMemo:
             if row is None:
                 continue
             try:
-                if _identity(os.stat(path)) == tuple(row[:4]):
-                    found[index] = row[4]
+                if _identity(os.stat(path)) == tuple(row[:5]):
+                    found[index] = row[5]
             except OSError:
                 continue
         return found
@@ -137,8 +147,8 @@ class FileKeyMemo:
         try:
             with connection:
                 connection.executemany(
-                    "INSERT OR REPLACE INTO file_keys VALUES (?, ?, ?, ?, ?, ?)",
-                    [(str(Path(p).absolute()), *_identity(stat), key) for p, stat, key in entries],
+                    f"INSERT OR REPLACE INTO {_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(_path_key(p), *_identity(stat), key) for p, stat, key in entries],
                 )
         except sqlite3.Error as error:
             self._disable(error)
@@ -171,6 +181,8 @@ def content_key(source: object) -> str:
     ------
     OSError
         If a file cannot be read.
+    ImageDecodeError
+        If a path is not a regular file (a FIFO would block the read).
 
     Examples
     --------
@@ -188,6 +200,8 @@ def _key_and_stat(source: object) -> tuple[str, os.stat_result | None]:
     """The content key, and for files the stat taken before reading (for the memo)."""
     if isinstance(source, (str, Path)):
         stat = os.stat(source)
+        if not S_ISREG(stat.st_mode):  # reading a FIFO would wait for a writer; a folder has no bytes
+            raise ImageDecodeError(not_regular_message(source, stat.st_mode))
         return sha256_file(source), stat
     if isinstance(source, bytes):
         return sha256_bytes(source), None
@@ -197,8 +211,14 @@ def _key_and_stat(source: object) -> tuple[str, os.stat_result | None]:
 def _safe_key(source: object, name: str) -> tuple[str, os.stat_result | None] | ImageDecodeError:
     try:
         return _key_and_stat(source)
-    except OSError as error:
+    except ImageDecodeError as error:
+        return ImageDecodeError(f"{name}: {str(error).removeprefix(f'{source}: ')}")
+    except FileNotFoundError as error:
+        if isinstance(source, (str, Path)) and os.path.islink(source):
+            return ImageDecodeError(f"{name}: broken symbolic link (its target {os.readlink(source)!r} is missing)")
         return ImageDecodeError(f"{name}: cannot read file ({error.strerror or error})")
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
+        return ImageDecodeError(f"{name}: cannot read file ({getattr(error, 'strerror', None) or error})")
 
 
 def content_keys(
@@ -274,7 +294,7 @@ def file_sha256(path: Path) -> str:
     >>> os.remove(name)
     """
     stat = path.stat()
-    identity = (str(path), stat.st_size, stat.st_mtime_ns)
+    identity = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if identity not in _file_hashes:
         _file_hashes[identity] = sha256_file(path)
     return _file_hashes[identity]

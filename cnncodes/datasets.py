@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -45,11 +46,12 @@ class Dataset:
 
 
 def _images_below(folder: Path) -> list[Path]:
+    """Image files below ``folder``; a broken symlink or a symlink loop with an image name is kept, to fail by name."""
     return sorted(
         p
         for p in folder.rglob("*")
         if p.suffix.lower() in _IMAGE_SUFFIXES
-        and p.is_file()
+        and (p.is_symlink() or not p.is_dir())
         and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
@@ -67,11 +69,37 @@ def _from_folder(folder: Path) -> Dataset:
     return Dataset(paths, np.array(labels, dtype=np.int64), [d.name for d in class_dirs])
 
 
-def _from_csv(csv_path: Path) -> Dataset:
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    if rows and rows[0][0].strip().lower() == "path":
+def _csv_text(csv_path: Path) -> str:
+    """The CSV's text: UTF-8, with or without the byte-order mark that Excel writes."""
+    try:
+        data = csv_path.read_bytes()
+    except OSError as error:
+        message = f"{csv_path}: cannot read file ({error.strerror or error})"
+        raise InputError(message) from error
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        message = f"{csv_path}: not UTF-8 text (byte 0x{data[error.start]:02x} on line {line}); save it as UTF-8"
+        raise InputError(message) from None
+
+
+def _csv_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
+    """The non-blank rows with their line numbers, without a ``path`` header."""
+    try:
+        reader = csv.reader(io.StringIO(_csv_text(csv_path), newline=""))
+        rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
+    except csv.Error as error:
+        message = f"{csv_path}: not a CSV file ({error})"
+        raise InputError(message) from None
+    if rows and rows[0][1][0].strip().lower() == "path":
         rows = rows[1:]
+    return rows
+
+
+def _from_csv(csv_path: Path) -> Dataset:
+    numbered = _csv_rows(csv_path)
+    rows = [row for _, row in numbered]
     if not rows:
         message = f"{csv_path}: no rows; expected 'path[,label]' lines"
         raise InputError(message)
@@ -81,8 +109,14 @@ def _from_csv(csv_path: Path) -> Dataset:
         raise InputError(message)
     base = csv_path.parent
     paths = [Path(row[0].strip()) if Path(row[0].strip()).is_absolute() else base / row[0].strip() for row in rows]
-    if widths != {2}:
+    labelled = [len(row) == 2 and bool(row[1].strip()) for row in rows]
+    if not any(labelled):
         return Dataset(paths)
+    if not all(labelled):
+        line = numbered[labelled.index(False)][0]
+        first = numbered[labelled.index(True)][0]
+        message = f"{csv_path}: line {line} has no label but line {first} has one; label every row or none"
+        raise InputError(message)
     names = sorted({row[1].strip() for row in rows})
     lookup = {name: index for index, name in enumerate(names)}
     return Dataset(paths, np.array([lookup[row[1].strip()] for row in rows], dtype=np.int64), names)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,9 +22,11 @@ from .featurespec import ExtractionOptions, FeatureSetSpec
 from .images import decode_image, make_views, n_views
 from .inputs import Inputs, Source, read_inputs
 from .modelfiles import ensure_model_file, resolve_backbone
-from .params import RUN_PARAMETERS, RunOptions, check_parameter, default, largest_batch_size
+from .params import RUN_PARAMETERS, RunOptions, check_parameter, decode_workers_for, default
+from .params import largest_batch_size, n_cores
 from .pooling import code_length, combine_views, normalize_codes, pool
 from .progress import Progress
+from .quantize import precision_model_file
 from .runtime import Session
 from .taps import prepare_model
 
@@ -261,7 +262,7 @@ class Extractor:
         self.device: str = run["device"]
         self.n_threads: int | None = run["n_threads"]
         self.optimization: str = run["optimization"]
-        self.n_workers: int = run["n_workers"] or os.cpu_count() or 1
+        self.n_workers: int = decode_workers_for(run["n_workers"], self.device, options.precision, n_cores())
         self.on_error: str = run["on_error"]
         self.progress: bool | None = settings.get("progress")
         cache = run["cache"]
@@ -276,9 +277,11 @@ class Extractor:
     # -- what the codes are -------------------------------------------------------------
     @property
     def model_path(self) -> Path:
-        """The ONNX file, built or fetched on first use."""
+        """The ONNX file at the options' precision, built or fetched on first use."""
         if self._model_path is None:
-            self._model_path = ensure_model_file(self.backbone)
+            self._model_path = precision_model_file(
+                self.backbone, ensure_model_file(self.backbone), self.options.precision
+            )
         return self._model_path
 
     def _tap_length(self, tap: TapSpec) -> int:
@@ -342,6 +345,7 @@ class Extractor:
                     optimization=self.optimization,
                     batch_size=self.batch_size,
                     n_views=n_views(self.options.views),
+                    precision=self.options.precision,
                 )
                 logger.info(self._session.choice.describe())
             return self._session

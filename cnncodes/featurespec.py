@@ -47,6 +47,9 @@ class ExtractionOptions:
         Code normalization, one of ``params.NORMALIZATIONS``.
     dtype : str, default="float32"
         Storage precision, one of ``params.DTYPES``.
+    precision : str, default="fp32"
+        The network's arithmetic, one of ``params.PRECISIONS`` (int8 and fp16 run graphs that
+        :mod:`cnncodes.quantize` builds).
 
     Examples
     --------
@@ -65,6 +68,7 @@ class ExtractionOptions:
     combine: str = default("combine")
     normalize: str = default("normalize")
     dtype: str = default("dtype")
+    precision: str = default("precision")
 
     def __post_init__(self) -> None:
         if isinstance(self.layer, list):  # hashable, so options can key a worker's extractors
@@ -138,6 +142,10 @@ class FeatureSetSpec:
     ('gem', 3.0, None, 224)
     >>> FeatureSetSpec.from_json(spec.to_json()) == spec
     True
+    >>> penultimate = backbone.get_tap("penultimate")
+    >>> int8 = FeatureSetSpec.of_tap(ExtractionOptions(precision="int8"), backbone, penultimate, "1" * 64)
+    >>> "precision" in spec.as_dict(), int8.as_dict()["precision"], FeatureSetSpec.from_json(int8.to_json()) == int8
+    (False, 'int8', True)
     """
 
     model: str  # backbone name
@@ -155,6 +163,7 @@ class FeatureSetSpec:
     combine: str | None  # None without test-time views
     normalize: str
     dtype: str
+    precision: str = "fp32"  # the graph's arithmetic; its file's sha256 is model_sha256
 
     @classmethod
     def of_tap(
@@ -194,6 +203,7 @@ class FeatureSetSpec:
             combine=options.combine if options.views != "none" else None,
             normalize=options.normalize,
             dtype=options.dtype,
+            precision=options.precision,
         )
 
     @property
@@ -233,6 +243,8 @@ class FeatureSetSpec:
             "normalize": self.normalize,
             "power": self.power,
             "dtype": self.dtype,
+            # Only when not fp32: fp32 specs stay byte-identical to earlier versions', so their caches stay valid.
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
         }
 
     @classmethod
@@ -265,6 +277,7 @@ class FeatureSetSpec:
                 std=tuple(pre["std"]),
                 color_order=pre["color_order"],
                 **{k: spec[k] for k in ("gem_p", "combine", "normalize", "dtype")},
+                precision=spec.get("precision", "fp32"),
             )
         except (KeyError, TypeError) as error:
             message = f"not a feature-set spec of this cnncodes (missing {error})"

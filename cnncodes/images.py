@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
 import re
+import stat
 import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Union
+from typing import IO, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageDecodeError, InputError
-from .messages import one_of_message
+from .messages import not_regular_message, one_of_message
 from .params import VIEWS
 
 __all__ = ["Preprocessing", "ImageSource", "MAX_PIXELS", "decode_image", "make_views", "n_views"]
@@ -30,6 +33,11 @@ _CROP_AREA_RAZAVIAN = 4 / 9  # each Razavian crop covers 4/9 of the area: 2/3 of
 # Pillow warns (rather than refuses) between 1x and 2x its limit; turning that warning into an error
 # needs the process-wide warning filters, so decoders take turns for the instant of Image.open.
 _BOMB_GUARD = threading.Lock()
+# Each 8 x 8 block of a Huffman-coded JPEG takes at least one bit: more pixels than this per byte cannot be real.
+_MAX_JPEG_PIXELS_PER_BYTE = 512
+_JPEG_HEAD_BYTES = 1 << 18  # the frame header follows the APPn segments (EXIF is at most 64 KB)
+_ARITHMETIC_FRAMES = frozenset({0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_FORMATS = frozenset({"JPEG", "MPO"})  # MPO: a camera JPEG with extra pictures after the first
 
 ImageSource = Union[str, Path, bytes, np.ndarray, Image.Image]
 
@@ -139,44 +147,117 @@ def _too_large(name: str, pixels: object) -> ImageDecodeError:
     return ImageDecodeError(f"{name}: image too large to decode safely ({pixels} pixels > {MAX_PIXELS})")
 
 
-def _open(source: ImageSource, name: str) -> Image.Image:
-    """Open lazily (header only): a Pillow image, an array, encoded bytes or a file."""
+def _of_pixels(source: np.ndarray | Image.Image, name: str) -> Image.Image:
     if isinstance(source, Image.Image):
         return source
-    if isinstance(source, np.ndarray):
-        array = source
-        if array.ndim == 2:
-            array = np.stack([array] * 3, axis=-1)
-        if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
-            message = f"{name}: expected an H x W x 3 uint8 array, got shape {array.shape} and dtype {array.dtype}"
-            raise ImageDecodeError(message)
-        return Image.fromarray(array[..., :3])
+    array = source
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
+        message = f"{name}: expected an H x W x 3 uint8 array, got shape {array.shape} and dtype {array.dtype}"
+        raise ImageDecodeError(message)
+    return Image.fromarray(array[..., :3])
+
+
+def _open_file(path: str | Path, name: str) -> IO[bytes]:
+    """Open a regular file for reading; a FIFO, device or folder is refused without blocking on it."""
     try:
-        handle: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-    except OSError as error:
-        message = f"{name}: cannot read file ({error.strerror or error})"
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the path
+        message = f"{name}: cannot read file ({getattr(error, 'strerror', None) or error})"
         raise ImageDecodeError(message) from error
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ImageDecodeError(not_regular_message(name, mode))
+    return os.fdopen(fd, "rb")
+
+
+def _open_image(handle: IO[bytes], name: str, n_bytes: int) -> Image.Image:
+    """Read the header: any failure is the image's one-line error (a file cut inside its header too)."""
     try:
         with _BOMB_GUARD, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(handle)
     except UnidentifiedImageError as error:
-        handle.close()
-        message = f"{name}: not an image (unknown format)" if _size(source) else f"{name}: empty file (0 bytes)"
+        message = f"{name}: not an image (unknown format)" if n_bytes else f"{name}: empty file (0 bytes)"
         raise ImageDecodeError(message) from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        handle.close()
         found = re.search(r"\((\d+) pixels\)", str(error))
         raise _too_large(name, found.group(1) if found else "too many") from error
+    except Exception as error:  # a header cut short or malformed: OSError, SyntaxError, struct.error, ...
+        raise _cannot_decode(name, error) from error
 
 
-def _size(source: str | Path | bytes) -> int:
-    if isinstance(source, bytes):
-        return len(source)
+def _cannot_decode(name: str, error: BaseException) -> ImageDecodeError:
+    detail = str(error).splitlines()[0] if str(error).strip() else type(error).__name__
+    return ImageDecodeError(f"{name}: cannot decode image ({detail})")
+
+
+def _check_jpeg_size(image: Image.Image, handle: IO[bytes], name: str, n_bytes: int) -> None:
+    """Refuse a JPEG whose header claims more pixels than its bytes can code (libjpeg would fill them grey)."""
+    width, height = image.size
+    if width * height <= _MAX_JPEG_PIXELS_PER_BYTE * n_bytes:
+        return
+    position = handle.tell()
+    handle.seek(0)
+    head = handle.read(_JPEG_HEAD_BYTES)
+    handle.seek(position)
+    if _frame_marker(head) not in _ARITHMETIC_FRAMES:  # arithmetic coding may take less than a bit a block
+        message = f"{name}: cannot decode image (header claims {width} x {height} pixels, the file has {n_bytes} bytes)"
+        raise ImageDecodeError(message)
+
+
+def _frame_marker(head: bytes) -> int:
+    """The start-of-frame marker (0xC0-0xCF) of a JPEG's header bytes; 0 if not found there."""
+    offset = 2
+    while offset + 4 <= len(head) and head[offset] == 0xFF:
+        marker = head[offset + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        if marker == 0xDA:  # start of scan: no frame header before it
+            return 0
+        offset += 2 + int.from_bytes(head[offset + 2 : offset + 4], "big")
+    return 0
+
+
+def _check_jpeg_complete(image: Image.Image, handle: IO[bytes] | None, data: bytes | None, name: str) -> None:
+    """Refuse a JPEG whose coded data ends early (cut, then closed by an EOI marker): libjpeg fills the rest.
+
+    The filled area is flat to the bottom-right corner, so only images whose last pixels are equal get the
+    strict second look (libjpeg-turbo through simplejpeg, which reports the premature end).
+    """
+    corner = np.asarray(image.crop((max(0, image.width - 2), image.height - 1, image.width, image.height)))
+    if corner.size == 0 or not (corner == corner.reshape(-1, corner.shape[-1])[0]).all():
+        return
+    if data is None and handle is not None:
+        handle.seek(0)
+        data = handle.read()
+    if not data:
+        return
+    import simplejpeg  # only for the rare suspicious image
+
     try:
-        return Path(source).stat().st_size
-    except OSError:
-        return 0
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, strict=True)
+    except ValueError as error:
+        if "premature end" in str(error).lower():
+            raise _cannot_decode(name, error) from error
+
+
+@contextlib.contextmanager
+def _opened(source: ImageSource, name: str) -> Iterator[tuple[Image.Image, IO[bytes] | None, int]]:
+    """The lazily opened image, its open file (closed on leaving) and the byte count of encoded sources."""
+    if isinstance(source, (Image.Image, np.ndarray)):
+        yield _of_pixels(source, name), None, 0
+        return
+    handle: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes) else _open_file(source, name)
+    with handle:
+        n_bytes = len(source) if isinstance(source, bytes) else os.fstat(handle.fileno()).st_size
+        image = _open_image(handle, name, n_bytes)
+        try:
+            yield image, handle, n_bytes
+        finally:
+            image.close()
 
 
 def decode_image(source: ImageSource, preprocessing: Preprocessing, name: str | None = None) -> Image.Image:
@@ -199,8 +280,11 @@ def decode_image(source: ImageSource, preprocessing: Preprocessing, name: str | 
     Raises
     ------
     ImageDecodeError
-        With one line naming the image: unreadable, empty, not an image, truncated, or
-        larger than :data:`MAX_PIXELS` (refused from its header, before decoding).
+        With one line naming the image: unreadable, not a regular file (a FIFO, a folder),
+        empty, not an image, cut short (inside its header, in its data, or closed early by an
+        end marker), claiming more pixels than its bytes can hold, or larger than
+        :data:`MAX_PIXELS` (refused from its header, before decoding). Whatever else goes
+        wrong inside the decoder is this error too.
 
     Examples
     --------
@@ -213,27 +297,46 @@ def decode_image(source: ImageSource, preprocessing: Preprocessing, name: str | 
     cnncodes.errors.ImageDecodeError: <bytes 0>: empty file (0 bytes)
     """
     name = name or (str(source) if isinstance(source, (str, Path)) else "<image>")
-    image = _open(source, name)
-    try:
-        width, height = image.size
-        if width * height > MAX_PIXELS:  # also when the user lifted Pillow's own limit
-            raise _too_large(name, width * height)
-        if DRAFT and image.format == "JPEG":
-            needed_short = preprocessing.input_size / preprocessing.crop_fraction
-            if preprocessing.views == "razavian16":
-                needed_short = preprocessing.input_size / math.sqrt(_CROP_AREA_RAZAVIAN)
-            scale = needed_short / min(width, height)
-            if scale < 0.5:  # draft only reduces by 1/2, 1/4 or 1/8, never below the request
-                image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
-    except ImageDecodeError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        detail = str(error) or type(error).__name__
-        message = f"{name}: cannot decode image ({detail})"
-        raise ImageDecodeError(message) from error
+    with _opened(source, name) as (image, handle, n_bytes):
+        try:
+            return _decode(image, preprocessing, name, handle, source if isinstance(source, bytes) else None, n_bytes)
+        except ImageDecodeError:
+            raise
+        except Exception as error:  # the decoder's own errors, whatever their class: this image fails alone
+            raise _cannot_decode(name, error) from error
+
+
+def _decode(
+    image: Image.Image,
+    preprocessing: Preprocessing,
+    name: str,
+    handle: IO[bytes] | None,
+    data: bytes | None,
+    n_bytes: int,
+) -> Image.Image:
+    width, height = image.size
+    if width * height > MAX_PIXELS:  # also when the user lifted Pillow's own limit
+        raise _too_large(name, width * height)
+    is_jpeg = image.format in _JPEG_FORMATS and handle is not None
+    if is_jpeg and handle is not None:
+        _check_jpeg_size(image, handle, name, n_bytes)
+    if DRAFT and image.format == "JPEG":
+        needed_short = preprocessing.input_size / preprocessing.crop_fraction
+        if preprocessing.views == "razavian16":
+            needed_short = preprocessing.input_size / math.sqrt(_CROP_AREA_RAZAVIAN)
+        scale = needed_short / min(width, height)
+        if scale < 0.5:  # draft only reduces by 1/2, 1/4 or 1/8, never below the request
+            image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    image.load()
+    if is_jpeg:
+        _check_jpeg_complete(image, handle, data, name)
+    if handle is None:  # the caller's own image: never modified
+        return _to_rgb(ImageOps.exif_transpose(image))
+    ImageOps.exif_transpose(image, in_place=True)  # our image: no copy of the pixels when it is upright
+    rgb = _to_rgb(image)
+    # Detach from the file, which closes on return (closing an image frees its pixels): a second
+    # Image on the same pixel core, not a copy of them (one copy fewer per image in the hot loop).
+    return image._new(image.im) if rgb is image else rgb
 
 
 def _square(image: Image.Image, box: tuple[float, float, float, float], size: int, method: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -12,7 +13,7 @@ from PIL import Image
 from .datasets import Dataset, load_dataset
 from .errors import InputError
 
-__all__ = ["Inputs", "Source", "read_inputs"]
+__all__ = ["Inputs", "Source", "read_inputs", "display_name"]
 
 Source = Union[Path, bytes, np.ndarray, Image.Image]  # what decoding and content keys take
 _EXPECTED = "paths, a folder, a CSV, image bytes, uint8 arrays or PIL images"
@@ -93,7 +94,7 @@ def read_inputs(inputs: Any) -> Inputs:
     if isinstance(inputs, Inputs):
         return inputs
     if isinstance(inputs, Dataset):
-        return Inputs([str(p) for p in inputs.paths], list(inputs.paths), inputs.labels, inputs.class_names)
+        return Inputs([display_name(p) for p in inputs.paths], list(inputs.paths), inputs.labels, inputs.class_names)
     if isinstance(inputs, (str, Path)):
         return read_inputs(load_dataset(inputs))
     if isinstance(inputs, bytes):
@@ -117,6 +118,37 @@ def read_inputs(inputs: Any) -> Inputs:
         raise InputError(message) from None
 
 
+def display_name(path: str | Path) -> str:
+    """What messages and codes files call a path: itself, or for a name that is not valid UTF-8 its bytes escaped.
+
+    The file itself is still read by its real name; only the text shown and stored is escaped
+    (``\\xff``), since terminals and HDF5 strings take UTF-8 only.
+
+    Parameters
+    ----------
+    path : str or Path
+        As given, or as :func:`os.fsdecode` made it from the filesystem's bytes.
+
+    Returns
+    -------
+    str
+        Valid UTF-8.
+
+    Examples
+    --------
+    >>> display_name(Path("photos/a.jpg"))
+    'photos/a.jpg'
+    >>> display_name(os.fsdecode(b"bad\\xff\\xfe.jpg"))
+    'bad\\\\xff\\\\xfe.jpg'
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
+
+
 def _of_array(array: np.ndarray) -> Inputs:
     if array.ndim == 4 and array.shape[-1] == 3 and array.dtype == np.uint8:
         return Inputs([f"<array {i}>" for i in range(len(array))], list(array))
@@ -133,7 +165,7 @@ def _of_list(items: list[Any]) -> Inputs:
         return Inputs([f"<image {i}>" for i in range(len(items))], items)
     if all(isinstance(x, (str, Path)) for x in items):
         if not any(Path(x).is_dir() for x in items):  # plain file list: keep order and duplicates, no check here
-            return Inputs([str(x) for x in items], [Path(x) for x in items])
+            return Inputs([display_name(x) for x in items], [Path(x) for x in items])
         return read_inputs(load_dataset(items))
     kinds = sorted({type(x).__name__ for x in items})
     message = f"inputs: expected {_EXPECTED}; got {', '.join(kinds)}"

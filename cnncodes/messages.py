@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import stat
 from typing import Any, Iterable
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "did_you_mean",
     "newer_format_message",
     "install_hint",
+    "not_regular_message",
 ]
 
 
@@ -85,3 +87,18 @@ def install_hint(extra: str) -> str:
     "pip install 'cnncodes[dask]'"
     """
     return f"pip install 'cnncodes[{extra}]'"
+
+
+def not_regular_message(subject: object, mode: int) -> str:
+    """The one wording of an input that is not a regular file (``mode`` is its ``st_mode``).
+
+    Examples
+    --------
+    >>> import os
+    >>> not_regular_message("photos", os.stat(".").st_mode)
+    'photos: not a regular file (a folder)'
+    """
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")]
+    kinds += [(stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
+    kind = next((name for test, name in kinds if test(mode)), "not a plain file")
+    return f"{subject}: not a regular file ({kind})"

@@ -7,6 +7,8 @@ repeats a default or a choice list.
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TypedDict
@@ -25,11 +27,14 @@ __all__ = [
     "check_parameter",
     "layer_tuple",
     "batch_size_for",
+    "decode_workers_for",
+    "n_cores",
     "POOLINGS",
     "VIEWS",
     "COMBINES",
     "NORMALIZATIONS",
     "DTYPES",
+    "PRECISIONS",
     "DEVICES",
     "OPTIMIZATIONS",
     "ON_ERRORS",
@@ -47,6 +52,7 @@ VIEWS = ("none", "flip", "5crop", "10crop", "razavian16")
 COMBINES = ("mean", "sum", "max", "none")
 NORMALIZATIONS = ("none", "l2", "power")
 DTYPES = ("float32", "float16")
+PRECISIONS = ("fp32", "int8", "fp16")  # the network's arithmetic; quantize.py builds the int8 and fp16 graphs
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 ON_ERRORS = ("skip", "raise")
@@ -54,6 +60,9 @@ HEAD_NAMES = ("extra-trees", "hist-gb", "linear-svm", "logistic", "random-forest
 ESTIMATOR_ON_ERROR = "raise"  # CNNCodes must keep rows aligned with y, so a bad image raises unless asked
 POWER_EXPONENT = 0.5  # "power" normalization is the signed square root (then L2), a fixed constant
 _BATCH_SIZE_BY_DEVICE = {"cpu": 8, "cuda": 64, "tensorrt": 64}  # small batches are fastest on CPUs (measured)
+# Core-ms per image on 2 cores, Lite0 at 224 px (issue 11's profile): decoding, and inference by precision.
+_DECODE_CORE_MS = 3.1
+_INFER_CORE_MS = {"fp32": 6.1, "int8": 2.4, "fp16": 6.1}
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,8 @@ _DECLARATIONS = (
     Parameter("normalize", "none", "Per-layer code normalization; 'power' is signed square root then L2.",
               NORMALIZATIONS, fingerprint=True),
     Parameter("dtype", "float32", "Storage precision of the codes in the cache.", DTYPES, fingerprint=True),
+    Parameter("precision", "fp32", "Network arithmetic: fp32; int8 (statically quantized, ~2x faster on CPUs); fp16.",
+              PRECISIONS, fingerprint=True),
     # How the run goes: none of these changes the numbers.
     Parameter("cache", True, "Cache folder; True: $CNNCODES_CACHE or the user cache folder; False: no cache.",
               kind="any"),
@@ -102,7 +113,8 @@ _DECLARATIONS = (
     Parameter("device", "auto", "Execution provider; auto tries TensorRT, CUDA, then the CPU.", DEVICES),
     Parameter("n_threads", None, "onnxruntime intra-op threads; None: every core.", kind="positive_int"),
     Parameter("optimization", "all", "onnxruntime graph optimization level.", OPTIMIZATIONS),
-    Parameter("n_workers", None, "Decode threads; None: one per core.", kind="positive_int"),
+    Parameter("n_workers", None, "Decode threads; None: balanced against inference for the cores and device.",
+              kind="positive_int"),
     Parameter("on_error", "skip", "'skip': a bad image becomes a failure row and the run goes on; 'raise': stop.",
               ON_ERRORS),
 )
@@ -121,7 +133,7 @@ class RunOptions(TypedDict, total=False):
     device: str
     n_threads: int | None
     optimization: str
-    n_workers: int | None  # decode threads; None: one per core
+    n_workers: int | None  # decode threads; None: decode_workers_for
 
 
 class ExtractParameters(RunOptions, total=False):
@@ -137,6 +149,7 @@ class ExtractParameters(RunOptions, total=False):
     combine: str
     normalize: str
     dtype: str
+    precision: str  # "fp32" | "int8" | "fp16"
     on_error: str  # "skip" | "raise"
 
 
@@ -236,6 +249,42 @@ def batch_size_for(batch_size: int | None, device: str) -> int:
     (8, 64, 16)
     """
     return batch_size if batch_size is not None else _BATCH_SIZE_BY_DEVICE.get(device, _BATCH_SIZE_BY_DEVICE["cpu"])
+
+
+def decode_workers_for(n_workers: int | None, device: str, precision: str, n_cores: int) -> int:
+    """Decode threads: ``n_workers`` if given; else every core on a GPU, and on the CPU as many as keep up.
+
+    On the CPU, inference (onnxruntime's threads, every core) and decoding share the cores;
+    decoding keeps up with ``ceil(n_cores * decode / (decode + inference))`` threads, the
+    share of the cores its CPU time per image takes. More only add threads that wait.
+
+    Examples
+    --------
+    >>> decode_workers_for(None, "cpu", "fp32", 2), decode_workers_for(None, "cpu", "int8", 2)
+    (1, 2)
+    >>> decode_workers_for(None, "cpu", "fp32", 32), decode_workers_for(None, "cuda", "fp32", 32)
+    (11, 32)
+    >>> decode_workers_for(3, "cpu", "fp32", 2)
+    3
+    """
+    if n_workers is not None:
+        return n_workers
+    if device != "cpu":  # a GPU (or auto, which tries one first) leaves the cores to decoding
+        return max(1, n_cores)
+    share = _DECODE_CORE_MS / (_DECODE_CORE_MS + _INFER_CORE_MS.get(precision, _INFER_CORE_MS["fp32"]))
+    return max(1, math.ceil(n_cores * share))
+
+
+def n_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it).
+
+    Examples
+    --------
+    >>> n_cores() >= 1
+    True
+    """
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def largest_batch_size(batch_size: int | None) -> int:

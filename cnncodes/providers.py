@@ -147,8 +147,12 @@ def largest_batch(batch_size: int, n_views: int = 1) -> int:
     return -(-batch_size // n_views) * n_views
 
 
+# TensorRT's own reduced-precision flags for the graphs of cnncodes.quantize (QDQ int8 is explicit quantization).
+_TENSORRT_PRECISION = {"fp32": {}, "fp16": {"trt_fp16_enable": "True"}, "int8": {"trt_int8_enable": "True"}}
+
+
 def tensorrt_options(
-    engine_dir: Path, input_name: str, sample_shape: tuple[int, ...], max_batch: int
+    engine_dir: Path, input_name: str, sample_shape: tuple[int, ...], max_batch: int, precision: str = "fp32"
 ) -> dict[str, str]:
     """TensorRT provider options: engines and timing cache in ``engine_dir``, one profile for batches 1..max_batch.
 
@@ -164,6 +168,8 @@ def tensorrt_options(
     sample_shape : tuple of int
         The shape of one input row, e.g. ``(224, 224, 3)``.
     max_batch : int
+    precision : {"fp32", "int8", "fp16"}, default="fp32"
+        The arithmetic of the graph (see :mod:`cnncodes.quantize`): turns on TensorRT's matching flag.
 
     Returns
     -------
@@ -186,6 +192,7 @@ def tensorrt_options(
         "trt_profile_min_shapes": f"{input_name}:1x{row}",
         "trt_profile_opt_shapes": f"{input_name}:{max_batch}x{row}",
         "trt_profile_max_shapes": f"{input_name}:{max_batch}x{row}",
+        **_TENSORRT_PRECISION[precision],
     }
 
 

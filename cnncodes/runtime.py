@@ -193,7 +193,12 @@ def open_first(
 
 
 def _attempts(
-    model: bytes, device: str, io_spec: _ModelIO, max_batch_of: dict[str, int], make_options: Callable[[], Any]
+    model: bytes,
+    device: str,
+    io_spec: _ModelIO,
+    max_batch_of: dict[str, int],
+    make_options: Callable[[], Any],
+    precision: str,
 ) -> Iterator[Attempt]:
     """The attempts for ``device`` whose provider is in this build, made only when reached."""
     chain = fallback_chain(device)
@@ -203,26 +208,34 @@ def _attempts(
         if candidate != "cpu":
             preload_gpu_libraries()
         if candidate == "tensorrt" and io_spec.sample_shape is not None:
-            yield tensorrt_attempt(model, io_spec, max_batch_of[candidate], make_options())
+            yield tensorrt_attempt(model, io_spec, max_batch_of[candidate], make_options(), precision)
         else:  # the last resort has nothing to fall back to, so it skips the warm-up
             providers = session_providers(candidate)
             warm_up = candidate != chain[-1]
             yield Attempt(candidate, providers, make_options(), warm_up=warm_up, batch=max_batch_of[candidate])
 
 
-def tensorrt_attempt(model: bytes, io_spec: _ModelIO, max_batch: int, options: ort.SessionOptions) -> Attempt:
+def tensorrt_attempt(
+    model: bytes, io_spec: _ModelIO, max_batch: int, options: ort.SessionOptions, precision: str = "fp32"
+) -> Attempt:
     """A TensorRT attempt building in a new private folder of the model's engine folder (created with parents)."""
     assert io_spec.sample_shape is not None
     engines = EngineFolder(hashlib.sha256(model).hexdigest(), max_batch)
     build = engines.open_build()
     providers = session_providers(
-        "tensorrt", tensorrt_options(build, io_spec.input_name, io_spec.sample_shape, max_batch)
+        "tensorrt", tensorrt_options(build, io_spec.input_name, io_spec.sample_shape, max_batch, precision)
     )
     return Attempt("tensorrt", providers, options, batch=max_batch, engines=engines, build_dir=build)
 
 
 def _open(
-    model: bytes, device: str, n_threads: int | None, optimization: str, batch_size: int | None, n_views: int
+    model: bytes,
+    device: str,
+    n_threads: int | None,
+    optimization: str,
+    batch_size: int | None,
+    n_views: int,
+    precision: str,
 ) -> tuple[ort.InferenceSession, ProviderChoice, _ModelIO]:
     check_parameter("device", device)
     check_parameter("optimization", optimization)
@@ -234,7 +247,8 @@ def _open(
         if PROVIDERS[d] not in ort.get_available_providers()
     }
     make_options = functools.partial(_session_options, n_threads, optimization)
-    session, attempt, failed = open_first(model, _attempts(model, device, io_spec, max_batch_of, make_options), io_spec)
+    attempts = _attempts(model, device, io_spec, max_batch_of, make_options, precision)
+    session, attempt, failed = open_first(model, attempts, io_spec)
     passed_over.update(failed)
     passed_over = {
         PROVIDERS[d]: passed_over[PROVIDERS[d]] for d in fallback_chain(device) if PROVIDERS[d] in passed_over
@@ -268,6 +282,9 @@ class Session:
         Images per call; None: by device (8 on the CPU, 64 on a GPU).
     n_views : int, default=1
         Views (rows) per image: a call gets whole images, up to ``n_views - 1`` rows more than ``batch_size``.
+    precision : {"fp32", "int8", "fp16"}, default="fp32"
+        The arithmetic of ``model`` (see :mod:`cnncodes.quantize`): turns on TensorRT's matching
+        flag; other providers run the graph as it is.
 
     Attributes
     ----------
@@ -323,8 +340,11 @@ class Session:
         optimization: str = "all",
         batch_size: int | None = None,
         n_views: int = 1,
+        precision: str = "fp32",
     ) -> None:
-        self._session, self.choice, self._io = _open(model, device, n_threads, optimization, batch_size, n_views)
+        self._session, self.choice, self._io = _open(
+            model, device, n_threads, optimization, batch_size, n_views, precision
+        )
         self.batch_size = batch_size_for(batch_size, self.choice.device)
         self.max_batch = largest_batch(self.batch_size, n_views)
         self.providers: list[str] = self._session.get_providers()

@@ -32,6 +32,13 @@ BASELINE = "raw pixels"
 _BASELINE_SIZE = 32  # the no-transfer baseline: heads on 32 x 32 RGB thumbnails
 
 
+def _pooling_cell(row: SweepRow) -> str:
+    """The pooling of a sweep row, with its precision when that is not fp32 ("avg/int8")."""
+    if row.model == "-":
+        return "-"
+    return row.pooling + (f"/{row.precision}" if row.precision != "fp32" else "")
+
+
 def _with_spread(value: float, std: float | None) -> str:
     """A score, and its spread across CV folds when there is one (never for a single validation split)."""
     return f"{value:.4f}" + (f" ±{std:.3f}" if std is not None else "")
@@ -49,6 +56,7 @@ class SweepRow:
     accuracy: float
     balanced_accuracy: float
     pooling: str = "avg"  # spatial pooling of the feature maps
+    precision: str = "fp32"  # the network's arithmetic ("none" for the raw-pixel baseline)
     accuracy_std: float | None = None  # across CV folds; None with a validation split (one score, no spread)
     balanced_accuracy_std: float | None = None
     seconds: float = 0.0
@@ -76,11 +84,11 @@ class SweepResult:
         return next((row for row in self.rows if row.features == BASELINE), None)
 
     def best_per_combination(self) -> list[SweepRow]:
-        """The best hyperparameter of each (model, features, head), ranked."""
-        seen: set[tuple[str, str, str, str]] = set()
+        """The best hyperparameter of each (model, features, pooling, precision, head), ranked."""
+        seen: set[tuple[str, str, str, str, str]] = set()
         best = []
         for row in self.rows:
-            key = (row.model, row.features, row.pooling, row.head)
+            key = (row.model, row.features, row.pooling, row.precision, row.head)
             if key not in seen:
                 seen.add(key)
                 best.append(row)
@@ -90,7 +98,7 @@ class SweepResult:
         """Rows under ``table_headers``, best first; "±" and a spread only where there is one (CV folds)."""
         rows = self.rows if show_all else self.best_per_combination()
         return [
-            [rank, r.model, r.features, r.pooling if r.model != "-" else "-", r.head]
+            [rank, r.model, r.features, _pooling_cell(r), r.head]
             + [", ".join(f"{k}={v}" for k, v in r.params.items()), r.n_features]
             + [_with_spread(r.accuracy, r.accuracy_std), _with_spread(r.balanced_accuracy, r.balanced_accuracy_std)]
             for rank, r in enumerate(rows, 1)
@@ -102,8 +110,9 @@ class SweepResult:
         spec = get_backbone(best.model)
         spatial = any(spec.get_tap(tap).is_spatial for tap in best.features.split("+"))
         pooling = f" ({best.pooling} pooling)" if spatial else ""
+        precision = f" at {best.precision}" if best.precision != "fp32" else ""
         text = (
-            f"Use {best.model} {best.features}{pooling} with {best.head} "
+            f"Use {best.model} {best.features}{pooling}{precision} with {best.head} "
             f"({', '.join(f'{k}={v}' for k, v in best.params.items())}): balanced accuracy "
             f"{best.balanced_accuracy:.4f}, accuracy {best.accuracy:.4f} ({self.protocol})."
         )
@@ -212,6 +221,7 @@ def sweep(
     layers: Sequence[str] | None = None,
     heads: Sequence[str] = ("logistic",),
     poolings: Sequence[str] | None = None,
+    precisions: Sequence[str] | None = None,
     codes: CNNCodes | None = None,
     val: str | Path | None = None,
     cv: int = 5,
@@ -242,6 +252,8 @@ def sweep(
         Presets of :func:`cnncodes.make_head`; each is tried over its hyperparameter grid.
     poolings : sequence of str or None, default=None
         Spatial poolings to try ("avg", "max", "gem"); None: the pooling of ``codes``.
+    precisions : sequence of str or None, default=None
+        Network precisions to try ("fp32", "int8", "fp16"); None: the precision of ``codes``.
     codes : CNNCodes or None, default=None
         Pooling, grid, views, normalization and cache settings for every model.
     val : str, Path or None, default=None
@@ -297,10 +309,11 @@ def sweep(
     rows: list[SweepRow] = []
     reference: LabelledCodes | None = None  # the first model's labelled set: its paths feed the baseline
     reference_val: LabelledCodes | None = None
-    for model, pooling in itertools.product(models, poolings or (template.pooling,)):
+    options = itertools.product(models, poolings or (template.pooling,), precisions or (template.precision,))
+    for model, pooling, precision in options:
         layer_sets = list(layers) if layers else default_layer_sets(model)
         taps = list(dict.fromkeys(tap for layer_set in layer_sets for tap in layer_set.split("+")))
-        all_codes = clone(template).set_params(model=model, layer=tuple(taps), pooling=pooling)
+        all_codes = clone(template).set_params(model=model, layer=tuple(taps), pooling=pooling, precision=precision)
         train = load_labelled_codes(data, all_codes)
         held_out = load_labelled_codes(val, all_codes) if val is not None else None
         reference, reference_val = reference or train, reference_val or held_out
@@ -311,7 +324,7 @@ def sweep(
             columns = np.concatenate([np.arange(offsets[t], offsets[t] + widths[t]) for t in layer_set.split("+")])
             val_xy = (held_out.X[:, columns], _remap(held_out, train)) if held_out is not None else None
             with dask_backend(client) as n_jobs:
-                candidate = (model, layer_set, pooling)
+                candidate = (model, layer_set, pooling, precision)
                 rows += _score_heads(scoring, candidate, (train.X[:, columns], train.y), val_xy, group_ids, n_jobs)
     assert reference is not None  # models is not empty
     if baseline and reference.source is None:
@@ -320,7 +333,7 @@ def sweep(
         if reference_val is not None:
             val_xy = (_thumbnails(reference_val.paths, template.n_workers), _remap(reference_val, reference))
         group_ids = _group_ids(reference.paths, groups) if groups else None
-        rows += _score_heads(scoring, ("-", BASELINE, "none"), (X, reference.y), val_xy, group_ids)
+        rows += _score_heads(scoring, ("-", BASELINE, "none", "none"), (X, reference.y), val_xy, group_ids)
     rows.sort(key=lambda row: (-row.balanced_accuracy, -row.accuracy))
     result = SweepResult(rows, protocol, int(len(reference.y)), reference.class_names)
     if report_dir is not None:
@@ -357,14 +370,14 @@ def _remap(held_out: LabelledCodes, train: LabelledCodes) -> np.ndarray:
 
 def _score_heads(
     scoring: _Scoring,
-    candidate: tuple[str, str, str],
+    candidate: tuple[str, str, str, str],
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray] | None,
     groups: np.ndarray | None,
     n_jobs: int | None = None,
 ) -> list[SweepRow]:
-    """One row per head and hyperparameter value of ``candidate`` = (model, features, pooling)."""
-    model, features, pooling = candidate
+    """One row per head and hyperparameter value of ``candidate`` = (model, features, pooling, precision)."""
+    model, features, pooling, precision = candidate
     rows = []
     for head in scoring.heads:
         base = make_head(head, cv=None, class_weight=scoring.class_weight, random_state=scoring.random_state)
@@ -382,6 +395,7 @@ def _score_heads(
                     accuracy=acc,
                     balanced_accuracy=bal,
                     pooling=pooling,
+                    precision=precision,
                     accuracy_std=acc_std,
                     balanced_accuracy_std=bal_std,
                     seconds=time.monotonic() - start,

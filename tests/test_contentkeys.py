@@ -62,11 +62,61 @@ def test_content_keys_use_the_memo_and_report_unreadable_files(tmp_path: Path) -
     keys, failures = content_keys([a, b"bytes", missing], ["a", "<bytes 1>", "missing"], memo=memo, n_workers=2)
     assert keys == [_entry(a)[2], hashlib.sha256(b"bytes").hexdigest(), None]
     assert {i: str(e) for i, e in failures.items()} == {2: "missing: cannot read file (No such file or directory)"}
-    stat = os.stat(a)
-    a.write_bytes(b"FIRST")  # same size and, restored below, same mtime: only the memo still knows the old key
-    os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    memo.store([(a, os.stat(a), "f" * 64)])  # an unchanged file's key comes from the memo, not from its bytes
+    assert content_keys([a], ["a"], memo=memo)[0] == ["f" * 64]
+    assert content_keys([a], ["a"])[0] == [hashlib.sha256(b"first").hexdigest()]  # without a memo: the bytes
+
+
+def test_file_rewritten_in_place_with_restored_mtime_is_hashed_again(tmp_path: Path) -> None:
+    """Check that a file rewritten with the same size and its mtime restored (cp -p, rsync -t) gets its new key.
+
+    The ctime cannot be restored, and the memo keys on it.
+    """
+    a = tmp_path / "a.jpg"
+    a.write_bytes(b"first")
+    memo = FileKeyMemo(tmp_path / "memo.sqlite")
     assert content_keys([a], ["a"], memo=memo)[0] == [hashlib.sha256(b"first").hexdigest()]
-    assert content_keys([a], ["a"])[0] == [hashlib.sha256(b"FIRST").hexdigest()]  # without a memo: the bytes
+    stat = os.stat(a)
+    a.write_bytes(b"FIRST")
+    os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert (os.stat(a).st_size, os.stat(a).st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert content_keys([a], ["a"], memo=memo)[0] == [hashlib.sha256(b"FIRST").hexdigest()]
+    assert FileKeyMemo(tmp_path / "memo.sqlite").lookup([a]) == {0: hashlib.sha256(b"FIRST").hexdigest()}
+
+
+def test_names_that_are_not_utf8_are_keyed_and_remembered(tmp_path: Path) -> None:
+    """Check that a file named by bytes that are not valid UTF-8 gets its key and is remembered by the memo."""
+    path = Path(os.fsdecode(os.fsencode(tmp_path) + b"/bad\xff\xfe.jpg"))
+    path.write_bytes(b"pixels")
+    memo = FileKeyMemo(tmp_path / "memo.sqlite")
+    keys, failures = content_keys([path], ["bad"], memo=memo)
+    assert (keys, failures) == ([hashlib.sha256(b"pixels").hexdigest()], {})
+    assert FileKeyMemo(tmp_path / "memo.sqlite").lookup([path]) == {0: keys[0]}
+
+
+def test_fifos_folders_and_broken_links_fail_alone_without_blocking(tmp_path: Path) -> None:
+    """Check that a FIFO is refused from its stat (never opened: reading it would wait for a writer), as a folder,
+    a broken symlink, a symlink loop and a NUL byte in the name are, each as its own one-line failure."""
+    good, fifo, broken, loop = (
+        tmp_path / "good.jpg",
+        tmp_path / "pipe.jpg",
+        tmp_path / "gone.jpg",
+        tmp_path / "loop.jpg",
+    )
+    good.write_bytes(b"good")
+    os.mkfifo(fifo)
+    broken.symlink_to(tmp_path / "missing.jpg")
+    loop.symlink_to(loop)
+    sources = [good, fifo, tmp_path, broken, loop, Path("nul\0.jpg")]
+    keys, failures = content_keys(sources, ["good", "pipe", "dir", "gone", "loop", "nul"], n_workers=2)
+    assert keys[0] == hashlib.sha256(b"good").hexdigest() and keys[1:] == [None] * 5
+    assert {i: str(e) for i, e in failures.items()} == {
+        1: "pipe: not a regular file (a FIFO)",
+        2: "dir: not a regular file (a folder)",
+        3: f"gone: broken symbolic link (its target '{tmp_path / 'missing.jpg'}' is missing)",
+        4: "loop: cannot read file (Too many levels of symbolic links)",
+        5: "nul: cannot read file (embedded null byte)",
+    }
 
 
 def test_file_sha256_rehashes_a_changed_file(tmp_path: Path) -> None:

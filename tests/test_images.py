@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from cnncodes.errors import ImageDecodeError, InputError
 from cnncodes.images import MAX_PIXELS, Preprocessing, decode_image, make_views, n_views
@@ -73,6 +73,36 @@ def test_decode_image_applies_exif_orientation(tmp_path: Path) -> None:
     path = tmp_path / "rotated.jpg"
     image.save(path, exif=exif)
     assert decode_image(path, PRE).size == (40, 80)
+
+
+def test_decode_image_pixels_as_pillow_without_copies(tmp_path: Path) -> None:
+    """Check that decoded files equal Pillow's own upright RGB (EXIF turn, grey and colour) and stay usable."""
+    rng = np.random.default_rng(3)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # orientation: rotate 90 CCW to display
+    cases = {
+        "upright.jpg": (Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)), None),
+        "turned.jpg": (Image.fromarray(rng.integers(0, 255, (30, 50, 3), dtype=np.uint8)), exif),
+        "grey.png": (Image.fromarray(rng.integers(0, 255, (30, 50), dtype=np.uint8)), None),
+    }
+    for name, (image, orientation) in cases.items():
+        path = tmp_path / name
+        image.save(path, **({"exif": orientation} if orientation else {}))
+        with Image.open(path) as reference:
+            expected = np.asarray(ImageOps.exif_transpose(reference).convert("RGB"))
+        decoded = decode_image(path, PRE)
+        np.testing.assert_array_equal(np.asarray(decoded), expected, err_msg=name)
+        assert decoded.mode == "RGB" and make_views(decoded, PRE)[0].shape == (64, 64, 3)
+
+
+def test_decode_image_leaves_the_callers_image_alone() -> None:
+    """Check that a PIL image with an EXIF turn given by the caller comes out upright and is itself unchanged."""
+    image = Image.fromarray(np.arange(30 * 50 * 3, dtype=np.uint8).reshape(30, 50, 3))
+    image.getexif()[0x0112] = 6
+    before = np.asarray(image).copy()
+    assert decode_image(image, PRE).size == (30, 50)
+    assert image.size == (50, 30) and image.getexif()[0x0112] == 6
+    np.testing.assert_array_equal(np.asarray(image), before)
 
 
 def test_decode_image_draft_reduces_large_jpegs(tmp_path: Path) -> None:

@@ -110,18 +110,22 @@ def test_sweep_on_a_validation_split(small_tree: Path, shared_cache: Path, tmp_p
     assert result.best.balanced_accuracy >= 0.8
 
 
-def test_sweep_tries_each_pooling(small_tree: Path, shared_cache: Path) -> None:
-    """Check that each pooling gets its own rows with the same width."""
-    result = sweep(
-        small_tree,
-        layers=["stage4"],
-        poolings=("avg", "max"),
-        cv=3,
-        baseline=False,
-        codes=CNNCodes(cache=str(shared_cache)),
-    )
-    assert {r.pooling for r in result.rows} == {"avg", "max"} and {r.n_features for r in result.rows} == {80}
+@pytest.mark.parametrize(
+    "option,values,layer,width",
+    [("poolings", ("avg", "max"), "stage4", 80), ("precisions", ("fp32", "int8"), "penultimate", 1280)],
+    ids=["pooling", "precision"],
+)
+def test_sweep_tries_each_value(
+    small_tree: Path, shared_cache: Path, option: str, values: tuple[str, str], layer: str, width: int
+) -> None:
+    """Check that each pooling (or precision) gets its own rows with the same width; a non-fp32 best is named."""
+    codes = CNNCodes(cache=str(shared_cache))
+    result = sweep(small_tree, layers=[layer], cv=3, baseline=False, codes=codes, **{option: values})
+    assert {getattr(r, option[:-1]) for r in result.rows} == set(values) and {r.n_features for r in result.rows} == {
+        width
+    }
     assert len(result.best_per_combination()) == 2
+    assert (" at int8 with " in result.recommendation()) == (result.best.precision == "int8")
 
 
 def test_sweep_groups_by_file_name(small_tree: Path, shared_cache: Path) -> None:

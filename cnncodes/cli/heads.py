@@ -17,6 +17,7 @@ from .options import (
     declared_option,
     empty_as_none,
     format_option,
+    values_to_try,
     library_errors,
     library_option,
     parse_params,
@@ -159,14 +160,8 @@ def _sweep_table(result: Any, show_all: bool) -> str:
     type=click.Choice(sorted(params.HEAD_NAMES)),
     help="Head to try; repeat.",
 )
-@click.option(
-    "--pooling",
-    "poolings",
-    multiple=True,
-    callback=empty_as_none,
-    type=click.Choice(params.POOLINGS),
-    help=f"Pooling to try; repeat. [default: {params.default('pooling')}]",
-)
+@values_to_try("pooling", "Pooling")
+@values_to_try("precision", "Network precision")
 @declared_option("views")
 @click.option(
     "--val", type=click.Path(exists=True, path_type=Path), default=None, help="Score on this labelled split, not CV."
@@ -187,6 +182,7 @@ def sweep(
     layer_sets: tuple[str, ...] | None,
     heads: tuple[str, ...],
     poolings: tuple[str, ...] | None,
+    precisions: tuple[str, ...] | None,
     views: str,
     val: Path | None,
     cv: int,
@@ -212,6 +208,7 @@ def sweep(
         layers=layer_sets,
         heads=heads,
         poolings=poolings,
+        precisions=precisions,
         codes=cnncodes.CNNCodes(views=views, **options),
         val=val,
         cv=cv,

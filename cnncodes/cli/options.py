@@ -59,6 +59,19 @@ def declared_option(name: str) -> Callable[[Command], Command]:
     return click.option(*flags, name, **settings)
 
 
+def values_to_try(name: str, what: str) -> Callable[[Command], Command]:
+    """A repeatable sweep option over the declared choices of parameter ``name`` (``--pooling`` -> ``poolings``)."""
+    parameter = params.PARAMETERS[name]
+    return click.option(
+        parameter.option,
+        f"{name}s",
+        multiple=True,
+        callback=empty_as_none,
+        type=click.Choice(parameter.choices or ()),
+        help=f"{what} to try; repeat. [default: {parameter.default}]",
+    )
+
+
 def apply_options(function: Command, decorators: Sequence[Callable[[Command], Command]]) -> Command:
     """Apply option decorators so that help lists them in the given order."""
     for decorator in reversed(decorators):
