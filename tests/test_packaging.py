@@ -42,5 +42,9 @@ def test_wheel_holds_cards_and_class_names_and_no_onnx(tmp_path: Path) -> None:
     cards = {f"cnncodes/models_onnx/{card.name}" for card in (ROOT / "models_onnx").glob("*.json")}
     assert len(cards) >= 13 and cards <= names, sorted(cards - names)
     assert "cnncodes/imagenet_classes.txt" in names
-    assert "cnncodes/cli.py" in names and "cnncodes/models_onnx/__init__.py" in names
+    modules = {
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "cnncodes").rglob("*.py") if "__pycache__" not in p.parts
+    }
+    assert modules <= names, sorted(modules - names)  # every module and subpackage ships
+    assert "cnncodes/cli/__init__.py" in names and "cnncodes/models_onnx/__init__.py" in names
     assert [name for name in names if name.endswith(".onnx")] == []
