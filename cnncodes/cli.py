@@ -153,6 +153,16 @@ def _dask_option(function: Command) -> Command:
     )(function)
 
 
+def _trust_option(function: Command) -> Command:
+    return click.option(
+        "--trust",
+        "trusted",
+        is_flag=True,
+        help="Also read a joblib model file (the first model format). WARNING: joblib (pickle) files run code when loaded; "
+        "use only for files you made.",
+    )(function)
+
+
 def _report_option(function: Command) -> Command:
     folder = click.Path(file_okay=False, path_type=Path)
     return click.option(
@@ -520,7 +530,7 @@ def cache_rm(fingerprint: str | None, remove_all: bool, cache_dir: Path | None) 
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_library_option("--head", library=("train", "head"), type=click.Choice(sorted(params.HEAD_NAMES)))
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (joblib)."
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (skops; name it .skops)."
 )
 @code_options
 @run_options
@@ -554,7 +564,7 @@ def train(
 
     \b
     Example:
-        cnncodes train ../shared/data/hymenoptera/train --head linear-svm -o model.joblib
+        cnncodes train ../shared/data/hymenoptera/train --head linear-svm -o model.skops
     """
     result = cnncodes.train(
         _inputs(data),
@@ -585,6 +595,7 @@ def train(
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_report_option
 @run_options
+@_trust_option
 @_format_option("table", "json")
 @_library_errors
 def evaluate(
@@ -596,7 +607,7 @@ def evaluate(
 
     \b
     Example:
-        cnncodes evaluate model.joblib ../shared/data/hymenoptera/val --report report/
+        cnncodes evaluate model.skops ../shared/data/hymenoptera/val --report report/
     """
     result = cnncodes.evaluate(model_file, _inputs(data), report_dir=report_dir, **options)
     _echo_failures(result.failures)
@@ -628,6 +639,7 @@ def _render_predictions(result: Any, output_format: str) -> str:
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_library_option("--top-k", library=("predict", "top_k"), type=click.IntRange(min=1), help="Classes per image.")
 @run_options
+@_trust_option
 @_format_option("table", "csv", "json")
 @_library_errors
 def predict(model_file: Path, images: tuple[Path, ...], top_k: int, output_format: str, **options: Any) -> None:
@@ -635,7 +647,7 @@ def predict(model_file: Path, images: tuple[Path, ...], top_k: int, output_forma
 
     \b
     Example:
-        cnncodes predict model.joblib photo.jpg more_photos/ --top-k 2 --format json
+        cnncodes predict model.skops photo.jpg more_photos/ --top-k 2 --format json
     """
     result = cnncodes.predict(model_file, list(images), top_k=top_k, **options)
     _echo_failures(result.failures)

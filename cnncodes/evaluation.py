@@ -43,6 +43,7 @@ def evaluate(
     n_threads: int | None = default("n_threads"),
     optimization: str = default("optimization"),
     n_workers: int | None = default("n_workers"),
+    trusted: bool = False,
 ) -> EvaluationResult:
     """Score a saved model on labelled images or on a codes file of the same feature set.
 
@@ -66,6 +67,9 @@ def evaluate(
         onnxruntime graph optimization level.
     n_workers : int or None, default=None
         Decode threads; None: one per core.
+    trusted : bool, default=False
+        Also read a joblib (pickle) model file of the first format; it runs code
+        when loaded (see :func:`cnncodes.load_model`).
 
     Returns
     -------
@@ -94,7 +98,7 @@ def evaluate(
     (4, ['ants', 'bees'])
     >>> shutil.rmtree(folder)
     """
-    bundle = model if isinstance(model, ModelBundle) else load_model(model)
+    bundle = model if isinstance(model, ModelBundle) else load_model(model, trusted=trusted)
     run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
     labelled = load_labelled_codes(data, runtime_codes(bundle, **run, n_workers=n_workers))
     if labelled.source is not None and labelled.spec.get("layers") != bundle.spec.get("layers"):

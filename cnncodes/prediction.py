@@ -114,6 +114,7 @@ def predict(
     n_threads: int | None = default("n_threads"),
     optimization: str = default("optimization"),
     n_workers: int | None = default("n_workers"),
+    trusted: bool = False,
 ) -> PredictionResult:
     """Predict the classes of images with a saved model.
 
@@ -137,6 +138,9 @@ def predict(
         onnxruntime graph optimization level.
     n_workers : int or None, default=None
         Decode threads; None: one per core.
+    trusted : bool, default=False
+        Also read a joblib (pickle) model file of the first format; it runs code
+        when loaded (see :func:`cnncodes.load_model`).
 
     Returns
     -------
@@ -165,7 +169,7 @@ def predict(
     ('probability', ['bees'])
     >>> shutil.rmtree(folder)
     """
-    bundle = model if isinstance(model, ModelBundle) else load_model(model)
+    bundle = model if isinstance(model, ModelBundle) else load_model(model, trusted=trusted)
     run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
     codes = runtime_codes(bundle, **run, n_workers=n_workers)
     sources = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)

@@ -210,9 +210,9 @@ def train(
     >>> images = Path("../shared/data/hymenoptera/train")
     >>> rows = [f"{p.resolve()},{name}\\n" for name in ("ants", "bees") for p in sorted((images / name).glob("*"))[:6]]
     >>> _ = (folder / "labels.csv").write_text("".join(rows))
-    >>> result = train(folder / "labels.csv", codes=CNNCodes(cache=False), cv=2, output=folder / "model.joblib")
+    >>> result = train(folder / "labels.csv", codes=CNNCodes(cache=False), cv=2, output=folder / "model.skops")
     >>> result.n_samples, result.bundle.class_names, result.path.name
-    (12, ['ants', 'bees'], 'model.joblib')
+    (12, ['ants', 'bees'], 'model.skops')
     >>> shutil.rmtree(folder)
     """
     check_head(head)  # before the extraction, which may take long

@@ -54,7 +54,7 @@ def test_predict_agrees_with_the_pipeline(trained: Path, shared_cache: Path) -> 
 
 def test_predict_decision_scores_for_svm(shared_cache: Path, tmp_path: Path, tmp_path_factory) -> None:
     """Check that a head without probabilities reports decision scores and says so."""
-    path = tmp_path / "svm.joblib"
+    path = tmp_path / "svm.skops"
     codes = CNNCodes(cache=str(shared_cache))
     cnncodes.train(session_tree(tmp_path_factory), head="linear-svm", codes=codes, cv=3, output=path)
     result = cnncodes.predict(path, [sorted((HYMENOPTERA / "val" / "ants").glob("*.jpg"))[0]], cache=str(shared_cache))

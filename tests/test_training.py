@@ -47,7 +47,7 @@ def session_tree(factory: pytest.TempPathFactory) -> Path:
 
 def session_model(factory: pytest.TempPathFactory) -> Path:
     """A logistic head trained with 3-fold CV on the small tree, saved once a session."""
-    path = session_folder(factory, "models") / "logistic.joblib"
+    path = session_folder(factory, "models") / "logistic.skops"
     if not path.exists():
         codes = CNNCodes(cache=str(session_cache(factory)))
         cnncodes.train(session_tree(factory), head="logistic", codes=codes, cv=3, output=path)
@@ -66,7 +66,7 @@ def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_train_saves_a_model_that_loads(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
     """Check that train fits the head by CV, saves a bundle that loads, and summarizes it in one line."""
-    output = tmp_path / "model.joblib"
+    output = tmp_path / "model.skops"
     result = cnncodes.train(small_tree, head="logistic", codes=CNNCodes(cache=str(shared_cache)), cv=3, output=output)
     assert result.path == output and result.n_samples == 40 and result.failures == []
     assert set(result.best_params) == {"C"} and result.best_params["C"] in (0.001, 0.01, 0.1, 1.0)
@@ -101,11 +101,11 @@ def test_train_from_codes_file_and_out_of_core_sgd(small_tree: Path, shared_cach
     in_memory = cnncodes.train(codes_file, head="logistic", cv=3, codes=CNNCodes(cache=str(shared_cache)))
     assert in_memory.n_samples == 40 and in_memory.bundle.spec["layers"][0]["tap"] == "penultimate"
     chunked = cnncodes.train(
-        codes_file, head="sgd", chunk_rows=8, codes=CNNCodes(cache=str(shared_cache)), output=tmp_path / "sgd.joblib"
+        codes_file, head="sgd", chunk_rows=8, codes=CNNCodes(cache=str(shared_cache)), output=tmp_path / "sgd.skops"
     )
     assert chunked.cv_accuracy is None and chunked.best_params == {}
     assert [name for name, _ in chunked.bundle.pipeline.named_steps["head"].steps] == ["scale", "clf"]
-    report = cnncodes.evaluate(tmp_path / "sgd.joblib", codes_file, cache=str(shared_cache)).report
+    report = cnncodes.evaluate(tmp_path / "sgd.skops", codes_file, cache=str(shared_cache)).report
     assert report.accuracy > 0.9  # on its own training codes
 
 
@@ -150,7 +150,7 @@ def test_load_labelled_codes_refuses_unlabelled_data(tmp_path: Path) -> None:
 
 def test_cli_train_evaluate_predict(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
     """Check the train -> evaluate -> predict commands as a user runs them."""
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.skops"
     runner = CliRunner()
     result = runner.invoke(
         cli,
@@ -204,7 +204,7 @@ def test_cli_train_evaluate_predict(small_tree: Path, shared_cache: Path, tmp_pa
 def test_cli_train_unlabelled_folder_is_one_line_error(tmp_path: Path) -> None:
     """Check that training on a folder without class subfolders fails in one line."""
     (tmp_path / "flat").mkdir()
-    result = CliRunner().invoke(cli, ["-q", "train", str(tmp_path / "flat"), "-o", str(tmp_path / "m.joblib")])
+    result = CliRunner().invoke(cli, ["-q", "train", str(tmp_path / "flat"), "-o", str(tmp_path / "m.skops")])
     assert result.exit_code == 1
     expected = "no labels; give a folder with one subfolder per class, or a CSV of path,label rows"
     assert result.stderr == f"Error: {tmp_path / 'flat'}: {expected}\n"
@@ -212,7 +212,7 @@ def test_cli_train_unlabelled_folder_is_one_line_error(tmp_path: Path) -> None:
 
 def test_train_with_fixed_params(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
     """Check that `--param C=0.001` fixes the head's hyperparameter instead of searching; a wrong name is one line."""
-    model = tmp_path / "fixed.joblib"
+    model = tmp_path / "fixed.skops"
     result = CliRunner().invoke(
         cli,
         ["-q", "train", str(small_tree), "--param", "C=0.001", "-o", str(model), "--cache", str(shared_cache)],
