@@ -50,7 +50,7 @@ def _empty_as_none(context: click.Context, option: click.Parameter, value: tuple
 
 def _declared_option(name: str) -> Callable[[Command], Command]:
     """The click option of one declared parameter: flags, type, default and help all from the declaration."""
-    parameter = params.PARAMETERS[name]
+    parameter = params.PARAMETERS[name] if name in params.PARAMETERS else params.CLUSTER_PARAMETERS[name]
     flags = _FLAGS.get(name, (parameter.option,))
     settings: dict[str, Any] = {"default": parameter.default, "show_default": parameter.default is not None}
     settings["help"] = _help(parameter)
@@ -158,8 +158,8 @@ def _trust_option(function: Command) -> Command:
         "--trust",
         "trusted",
         is_flag=True,
-        help="Also read a joblib model file (the first model format). WARNING: joblib (pickle) files run code when loaded; "
-        "use only for files you made.",
+        help="Also read a joblib model file (the first model format). "
+        "WARNING: joblib (pickle) files run code when loaded; use only for files you made.",
     )(function)
 
 
@@ -370,6 +370,7 @@ def export(name: str, weights: str, output: Path | None) -> None:
 @run_options
 @click.option("--strict", is_flag=True, help="Stop at the first bad image (on_error='raise').")
 @_dask_option
+@_declared_option("partition_size")
 @_format_option("table", "json")
 @_library_errors
 def extract(
@@ -377,6 +378,7 @@ def extract(
     output: Path | None,
     strict: bool,
     dask_address: str | None,
+    partition_size: int | None,
     output_format: str,
     **options: Any,
 ) -> None:
@@ -399,6 +401,7 @@ def extract(
         progress=False if as_json or _is_quiet() else None,
         output=output,
         client=dask_address,
+        partition_size=partition_size,
     )
     _echo_failures(result.failures)
     click.echo(result.summary(), err=as_json)
@@ -530,7 +533,11 @@ def cache_rm(fingerprint: str | None, remove_all: bool, cache_dir: Path | None) 
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_library_option("--head", library=("train", "head"), type=click.Choice(sorted(params.HEAD_NAMES)))
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (skops; name it .skops)."
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Model file (skops; name it .skops).",
 )
 @code_options
 @run_options

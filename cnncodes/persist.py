@@ -43,7 +43,9 @@ TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.metrics._classification.balanced_accuracy_score",  # GridSearchCV's scorer with class_weight="balanced"
     "sklearn.metrics._scorer._PassthroughScorer",
+    "sklearn.metrics._scorer._Scorer",
     "sklearn.model_selection._search.GridSearchCV",
     "sklearn.model_selection._split.StratifiedKFold",
     "sklearn.pipeline.Pipeline",
