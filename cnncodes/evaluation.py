@@ -13,7 +13,7 @@ from .params import default
 from .persist import ModelBundle, load_model
 from .prediction import class_scores, runtime_codes
 from .report import Report, make_report, write_report
-from .training import load_labelled_codes
+from .training import check_finite, load_labelled_codes
 
 __all__ = ["EvaluationResult", "evaluate"]
 
@@ -101,6 +101,7 @@ def evaluate(
     bundle = model if isinstance(model, ModelBundle) else load_model(model, trusted=trusted)
     run = dict(cache=cache, batch_size=batch_size, device=device, n_threads=n_threads, optimization=optimization)
     labelled = load_labelled_codes(data, runtime_codes(bundle, **run, n_workers=n_workers))
+    check_finite(labelled, data)
     if labelled.source is not None and labelled.spec.get("layers") != bundle.spec.get("layers"):
         message = (
             f"{labelled.source}: its codes are of another feature set than the model's; evaluate on the images instead"
@@ -112,7 +113,14 @@ def evaluate(
         raise InputError(message)
     remap = np.array([bundle.class_names.index(name) for name in labelled.class_names])
     head = bundle.pipeline.named_steps["head"]
-    scores, _ = class_scores(head, labelled.X)
-    report = make_report(remap[labelled.y], head.predict(labelled.X), bundle.class_names, scores)
+    scores, _ = class_scores(head, labelled.X, len(bundle.class_names))
+    y_true, y_pred = remap[labelled.y], np.asarray(head.predict(labelled.X))
+    # Score the classes the head learned and those in the data: a class the model names but never learned
+    # (an empty training folder of an older model) must not count in the macro figures as a class scoring 0.
+    present = np.union1d(np.asarray(head.classes_, dtype=int), y_true).astype(int)
+    position = np.full(len(bundle.class_names), -1)
+    position[present] = np.arange(len(present))
+    names = [bundle.class_names[c] for c in present]
+    report = make_report(position[y_true], position[y_pred], names, scores[:, present])
     files = write_report(report, report_dir) if report_dir is not None else []
     return EvaluationResult(report, labelled.failures, files)

@@ -17,8 +17,12 @@ from .transformer import CNNCodes
 __all__ = ["Prediction", "PredictionResult", "predict", "class_scores", "runtime_codes"]
 
 
-def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
+def class_scores(head: Any, X: np.ndarray, n_classes: int | None = None) -> tuple[np.ndarray, str]:
     """Class scores of a fitted head: probabilities where the head has them, else decision scores.
+
+    Column ``j`` of a scikit-learn head scores ``head.classes_[j]``; with ``n_classes``
+    the columns are put in class-index order (column ``c`` scores class ``c``), and a
+    class the head never saw scores 0 (probability) or -inf (decision score).
 
     Parameters
     ----------
@@ -26,6 +30,8 @@ def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
         A head pipeline, as :func:`cnncodes.make_head` builds them.
     X : ndarray of shape (n_samples, n_features)
         Codes.
+    n_classes : int or None, default=None
+        Number of class names; None: the head's own columns.
 
     Returns
     -------
@@ -42,6 +48,15 @@ def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
     >>> scores.shape, kind, bool(scores[0, 0] == -scores[0, 1])
     ((1, 2), 'decision score', True)
     """
+    scores, kind = _head_scores(head, X)
+    if n_classes is None:
+        return scores, kind
+    full = np.full((len(scores), n_classes), 0.0 if kind == "probability" else -np.inf, dtype=scores.dtype)
+    full[:, np.asarray(head.classes_, dtype=int)] = scores
+    return full, kind
+
+
+def _head_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
     if hasattr(head, "predict_proba"):
         try:
             return head.predict_proba(X), "probability"
@@ -178,7 +193,7 @@ def predict(
     result = codes.extract(sources)
     if not len(result.codes):
         return PredictionResult([], "probability", result.failures)
-    scores, kind = class_scores(bundle.pipeline.named_steps["head"], result.codes)
+    scores, kind = class_scores(bundle.pipeline.named_steps["head"], result.codes, len(bundle.class_names))
     k = min(top_k, len(bundle.class_names))
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     predictions = [

@@ -31,7 +31,15 @@ from .params import CODE_PARAMETERS
 from .persist import ModelBundle, save_model
 from .transformer import CNNCodes
 
-__all__ = ["LabelledCodes", "load_labelled_codes", "check_labelled", "choose_folds", "TrainResult", "train"]
+__all__ = [
+    "LabelledCodes",
+    "load_labelled_codes",
+    "check_labelled",
+    "check_finite",
+    "choose_folds",
+    "TrainResult",
+    "train",
+]
 
 logger = logging.getLogger("cnncodes")
 
@@ -190,7 +198,7 @@ def check_labelled(labelled: LabelledCodes, data: object, *, n_classes_min: int 
     names, y = labelled.class_names, np.asarray(labelled.y)
     if "" in names:
         row = int(np.flatnonzero(y == names.index(""))[0]) if (y == names.index("")).any() else 0
-        message = f"{data}: {labelled.paths[row] if len(labelled.paths) else 'a row'} has an empty label"
+        message = f"{data}: {labelled.paths[row] if len(labelled.paths) else 'a row'} has an empty label; give every row a label"
         raise InputError(message)
     counts = np.bincount(y, minlength=len(names)) if len(y) else np.zeros(len(names), int)
     empty = [name for name, count in zip(names, counts) if not count]
@@ -205,6 +213,20 @@ def check_labelled(labelled: LabelledCodes, data: object, *, n_classes_min: int 
         which = f"only one class ({present[0]!r}) has" if present else "no class has"
         message = f"{data}: {which} images; a classifier needs at least two"
         raise InputError(message)
+    check_finite(labelled, data)
+
+
+def check_finite(labelled: LabelledCodes, data: object) -> None:
+    """Refuse codes that are NaN or infinite (a damaged codes file), naming the first such image.
+
+    Examples
+    --------
+    >>> bad = LabelledCodes(np.array([[np.nan]]), np.array([0]), ["ants"], ["a.jpg"], CNNCodes(), {})
+    >>> check_finite(bad, "codes.h5")
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.InputError: codes.h5: the codes of a.jpg are not finite (NaN or inf)
+    """
     if labelled.X.size and not np.isfinite(labelled.X).all():
         row = int(np.flatnonzero(~np.isfinite(labelled.X).all(axis=1))[0])
         message = f"{labelled.source or data}: the codes of {labelled.paths[row]} are not finite (NaN or inf)"
