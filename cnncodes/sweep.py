@@ -205,7 +205,7 @@ def _n_folds(train: LabelledCodes, cv: int, group_ids: np.ndarray | None, patter
     n_groups = len(set(group_ids.tolist()))
     if n_groups < 2:
         message = (
-            f"The 'groups' pattern {pattern!r} finds one group ({group_ids[0]!r}) in every file name; "
+            f"The 'groups' pattern {pattern!r} finds one group ({str(group_ids[0])!r}) in every file name; "
             "group folds need at least 2 groups"
         )
         raise InputError(message)
