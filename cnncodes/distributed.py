@@ -175,7 +175,7 @@ def _one_line_failures() -> Iterator[None]:
     except killed as error:
         reason = error.args[0] if error.args else error
         message = (
-            f"dask: a task killed its workers {_RETRIES + 1} times and the scheduler gave up ({reason}); "
+            f"dask: a task kept killing its workers and the scheduler gave up (KilledWorker: {reason}); "
             "the codes computed so far are in the cache: rerun to go on, with more memory per worker"
         )
         raise CnnCodesError(message) from error
