@@ -533,11 +533,7 @@ def cache_rm(fingerprint: str | None, remove_all: bool, cache_dir: Path | None) 
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_library_option("--head", library=("train", "head"), type=click.Choice(sorted(params.HEAD_NAMES)))
 @click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="Model file (skops; name it .skops).",
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (.skops)."
 )
 @code_options
 @run_options

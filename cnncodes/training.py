@@ -197,8 +197,9 @@ def check_labelled(labelled: LabelledCodes, data: object, *, n_classes_min: int 
     """
     names, y = labelled.class_names, np.asarray(labelled.y)
     if "" in names:
-        row = int(np.flatnonzero(y == names.index(""))[0]) if (y == names.index("")).any() else 0
-        message = f"{data}: {labelled.paths[row] if len(labelled.paths) else 'a row'} has an empty label; give every row a label"
+        rows = np.flatnonzero(y == names.index(""))
+        where = labelled.paths[int(rows[0])] if len(rows) else "a row"
+        message = f"{data}: {where} has an empty label; give every row a label"
         raise InputError(message)
     counts = np.bincount(y, minlength=len(names)) if len(y) else np.zeros(len(names), int)
     empty = [name for name, count in zip(names, counts) if not count]
@@ -345,7 +346,10 @@ def train(
         Backbone, layer, views, pooling, cache... (None: ``CNNCodes()``, the default
         backbone's default tap).
     cv : int or None, default=5
-        Stratified folds that choose the head's hyperparameter; None keeps the preset.
+        Stratified folds that choose the head's hyperparameter (on balanced accuracy
+        with ``class_weight="balanced"``); fewer when the smallest class has fewer
+        images (at least 2, said in one warning); None keeps the preset. ``"sgd"`` on
+        a codes file chooses alpha by these folds over the chunks.
     class_weight : {"balanced"} or None, default=None
         For imbalanced sets.
     scaling : str or None, default=None
@@ -362,7 +366,8 @@ def train(
         Run the hyperparameter search on a dask cluster (joblib's dask backend):
         a Client, a scheduler address or ``"local:N"``. Codes are extracted first.
     params : dict or None, default=None
-        Fixed head hyperparameters (as ``sweep`` reports them) instead of a search.
+        Fixed head hyperparameters (as ``sweep`` reports them) instead of a search;
+        checked before the extraction. ``"sgd"`` on a codes file takes ``alpha`` and ``loss``.
 
     Returns
     -------
@@ -372,7 +377,12 @@ def train(
     Raises
     ------
     InputError
-        If the head is unknown or the data has no labels.
+        If the head or a fixed hyperparameter is unknown or invalid, the data has no
+        labels, a single class, an empty class, an empty label, NaN or infinite codes,
+        a class of one image with ``cv``, or is a damaged codes file.
+    CnnCodesError
+        If ``client`` is a scheduler address nothing listens on (checked before the
+        extraction).
 
     Examples
     --------

@@ -26,9 +26,7 @@ def _bundle(backbone: str = "efficientnet_lite0", sha256: str = "0" * 64) -> Mod
 def test_save_model_round_trip_leaves_no_temporary(tmp_path: Path) -> None:
     """Check that a saved bundle loads back equal, with the format header, and no temporary file is left."""
     path = save_model(_bundle(), tmp_path / "sub" / "model.skops")
-    assert path == tmp_path / "sub" / "model.skops" and sorted(p.name for p in path.parent.iterdir()) == [
-        "model.skops"
-    ]
+    assert path == tmp_path / "sub" / "model.skops" and sorted(p.name for p in path.parent.iterdir()) == ["model.skops"]
     document = skops.io.load(path, trusted=TRUSTED_TYPES)
     assert (document["format"], document["format_version"]) == (MODEL_FORMAT, MODEL_FORMAT_VERSION)
     loaded = load_model(path, check_backbone=False)
