@@ -159,3 +159,31 @@ def test_load_model_names_a_missing_backbone(tmp_path: Path) -> None:
     path = save_model(_bundle(backbone=str(tmp_path / "gone.onnx")), tmp_path / "model.skops")
     with pytest.raises(ModelMismatchError, match=re.escape(f"{path}: its backbone '{tmp_path / 'gone.onnx'}' is not")):
         load_model(path)
+
+
+def test_cli_reads_a_joblib_model_only_with_trust(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Check the CLI path: a joblib model file is one line without --trust, evaluates with it; --help warns."""
+    from click.testing import CliRunner
+
+    from cnncodes.cli import cli
+    from tests.test_training import session_cache, session_model, session_tree
+
+    bundle = load_model(session_model(tmp_path_factory))
+    old = tmp_path / "old.joblib"
+    joblib.dump({"format": MODEL_FORMAT, "format_version": 1, "bundle": bundle}, old)
+    args = [
+        "-q",
+        "evaluate",
+        str(old),
+        str(session_tree(tmp_path_factory)),
+        "--cache",
+        str(session_cache(tmp_path_factory)),
+    ]
+    refused = CliRunner().invoke(cli, args)
+    expected = f"Error: {old}: a joblib (pickle) model file, which can run code when loaded; if you made it yourself, "
+    assert refused.exit_code == 1 and refused.stderr.startswith(expected) and refused.stderr.count("\n") == 1
+    trusted = CliRunner().invoke(cli, [*args, "--trust", "--format", "json"], catch_exceptions=False)
+    assert trusted.exit_code == 0 and '"n_samples": 40' in trusted.stdout
+    for command in ("evaluate", "predict"):
+        help_text = " ".join(CliRunner().invoke(cli, [command, "--help"]).stdout.split())
+        assert "--trust" in help_text and "WARNING: joblib (pickle) files run code when loaded" in help_text
