@@ -68,6 +68,8 @@ _UNREADABLE = (
     ImportError,
     AttributeError,
     RecursionError,
+    OverflowError,
+    NotImplementedError,  # zipfile: a header naming a compression method or zip version it does not know
     zipfile.BadZipFile,
     pickle.UnpicklingError,
     struct.error,
@@ -255,9 +257,15 @@ def _read_skops(path: Path) -> ModelBundle:
     _check_format(path, document, (MODEL_FORMAT_VERSION, MODEL_FORMAT_VERSION))
     try:
         metadata = json.loads(document["metadata"])
-        return ModelBundle(pipeline=document["pipeline"], **metadata)
+        bundle = ModelBundle(pipeline=document["pipeline"], **metadata)
     except _UNREADABLE as error:
         raise _not_a_model(path, error) from error
+    shapes = {"class_names": list, "spec": dict, "versions": dict, "metrics": dict, "backbone": str, "head": str}
+    wrong = [name for name, kind in shapes.items() if not isinstance(getattr(bundle, name), kind)]
+    if wrong or not all(isinstance(name, str) for name in bundle.class_names):
+        message = f"{path}: not a cnncodes model file (malformed metadata: {', '.join(wrong) or 'class_names'})"
+        raise ModelFileError(message)
+    return bundle
 
 
 def _read_joblib(path: Path, trusted: bool) -> ModelBundle:

@@ -212,6 +212,9 @@ def _load_zip(path: Path) -> dict[str, np.ndarray]:
 def _check_member_sizes(archive: zipfile.ZipFile, file_bytes: int, source: str) -> None:
     """torch stores members uncompressed: a member claiming more bytes than the file has is malformed."""
     for info in archive.infolist():
+        if info.flag_bits & 0x1:
+            message = f"{source}: member {info.filename} is encrypted; not a PyTorch checkpoint"
+            raise WeightsFormatError(message)
         if info.file_size > file_bytes:
             message = (
                 f"{source}: member {info.filename} claims {info.file_size} bytes, more than the file's {file_bytes}"
@@ -221,7 +224,8 @@ def _check_member_sizes(archive: zipfile.ZipFile, file_bytes: int, source: str) 
 
 def _load_legacy(path: Path) -> dict[str, np.ndarray]:
     source, file_bytes = str(path), path.stat().st_size
-    with open(path, "rb") as handle:
+    # From memory: a crafted pickle length then reads what there is, instead of allocating what it claims.
+    with io.BytesIO(path.read_bytes()) as handle:
         try:
             magic = _plain_load(handle, source)
         except (pickle.UnpicklingError, EOFError, ValueError) as error:
@@ -278,6 +282,9 @@ _MALFORMED = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
     NotImplementedError,
+    OSError,  # zipfile seeking to an offset a damaged header gives
+    MemoryError,
+    OverflowError,
 )
 
 

@@ -67,6 +67,16 @@ def test_load_model_refuses_missing_foreign_empty_and_newer_files(tmp_path: Path
     damaged.write_bytes(b"not a model at all")
     with pytest.raises(ModelFileError, match=re.escape(f"{damaged}: not a cnncodes model file")):
         load_model(damaged)
+    odd = _skops_document(tmp_path, "odd.skops", format=MODEL_FORMAT, format_version=2, pipeline=None, metadata="[]")
+    with pytest.raises(ModelFileError, match=re.escape(f"{odd}: not a cnncodes model file (TypeError: ")):
+        load_model(odd)
+    metadata = '{"class_names": "ab", "spec": {}, "backbone": "x", "backbone_sha256": "0", "versions": []}'
+    odd = _skops_document(
+        tmp_path, "odd2.skops", format=MODEL_FORMAT, format_version=2, pipeline=None, metadata=metadata
+    )
+    expected = f"{odd}: not a cnncodes model file (malformed metadata: class_names, versions)"
+    with pytest.raises(ModelFileError, match=re.escape(expected)):
+        load_model(odd)
     newer = _skops_document(tmp_path, "newer.skops", format=MODEL_FORMAT, format_version=MODEL_FORMAT_VERSION + 1)
     expected = (
         f"{newer}: model format version {MODEL_FORMAT_VERSION + 1} is newer than this cnncodes supports "

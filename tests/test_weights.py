@@ -190,3 +190,38 @@ def test_load_state_dict_cut_files_raise_only_the_format_error(tmp_path: Path) -
             cut.write_bytes(whole[:size])
             with pytest.raises(WeightsFormatError, match=re.escape(f"{cut}: ")):
                 load_state_dict(cut)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x80\x04\x8e" + struct.pack("<Q", 2**63),
+        b"\x80\x04\x8e" + struct.pack("<Q", 2**40),
+        b"\x80\x03B\xff\xff\xff\x7f",
+    ],
+    ids=["bytes8-overflow", "bytes8-huge", "bytes-huge"],
+)
+def test_load_state_dict_huge_pickle_lengths_allocate_nothing(tmp_path: Path, payload: bytes) -> None:
+    """Check pickles claiming huge byte strings (found by mutating real files): a WeightsFormatError, no MemoryError."""
+    path = tmp_path / "huge.pth"
+    with open(path, "wb") as handle:
+        for header in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}):
+            pickle.dump(header, handle, protocol=2)
+        handle.write(payload)
+    with pytest.raises(WeightsFormatError, match=re.escape(f"{path}: ")):
+        load_state_dict(path)
+
+
+def test_load_state_dict_refuses_encrypted_members(tmp_path: Path) -> None:
+    """Check that a zip member flagged as encrypted (a mutated header) is refused, not a RuntimeError."""
+    path = tmp_path / "state.pth"
+    torch.save({"w": torch.ones(4)}, path)
+    data = bytearray(path.read_bytes())
+    for signature in (b"PK\x03\x04", b"PK\x01\x02"):  # local and central headers: set bit 0 of the flags
+        start = 0
+        while (start := data.find(signature, start)) != -1:
+            data[start + (6 if signature == b"PK\x03\x04" else 8)] |= 1
+            start += 4
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsFormatError, match=re.escape(f"{path}: member ") + ".* is encrypted"):
+        load_state_dict(path)
