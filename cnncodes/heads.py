@@ -310,7 +310,7 @@ def selection_metric(class_weight: str | None) -> str:
 def check_params(estimator: Any) -> Any:
     """Return ``estimator`` after checking its hyperparameters, or raise a one-line :class:`InputError`.
 
-    scikit-learn checks hyperparameters when ``fit`` starts; a fit on four valid rows
+    scikit-learn checks hyperparameters when ``fit`` starts; a fit on twenty valid rows
     makes it check them now, before any long extraction or training, so a failure can
     only be a hyperparameter's.
 
@@ -321,7 +321,9 @@ def check_params(estimator: Any) -> Any:
     ...
     cnncodes.errors.InputError: The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]...
     """
-    X, y = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 0.5], [1.0, 0.5]]), np.array([0, 1, 0, 1])
+    # Enough rows that a valid setting (early stopping's validation split, a few folds) can fit them.
+    X = np.tile([[0.0, 1.0], [1.0, 0.0], [0.0, 0.5], [1.0, 0.5]], (5, 1))
+    y = np.tile([0, 1, 0, 1], 5)
     try:
         clone(estimator).fit(X, y)
     except (ValueError, TypeError) as error:  # scikit-learn's InvalidParameterError is both
