@@ -39,8 +39,8 @@ grep -q '^efficientnet_lite0 ' models.txt || { echo "wheel check: the zoo is emp
 echo "wheel check: cnncodes models lists $(($(wc -l < models.txt) - 2)) backbones"
 
 # README command 1, with the data as an absolute path.
-cnncodes --quiet train "$DATA/train" -o model.joblib
-cnncodes --quiet evaluate model.joblib "$DATA/val" --format json > evaluate.json
+cnncodes --quiet train "$DATA/train" -o model.skops
+cnncodes --quiet evaluate model.skops "$DATA/val" --format json > evaluate.json
 "$VENV_PYTHON" - <<'PYTHON'
 import json
 

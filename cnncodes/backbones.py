@@ -19,6 +19,7 @@ __all__ = [
     "get_backbone",
     "lite_weights_path",
     "imagenet_class_names",
+    "is_plain_file_name",
 ]
 
 _CARD_SUFFIX = ".json"
@@ -133,15 +134,38 @@ class BackboneSpec:
         raise UnknownLayerError(message)
 
 
+def is_plain_file_name(name: object) -> bool:
+    """True if ``name`` is one file name with no folder part: it can only name a file inside its folder.
+
+    Examples
+    --------
+    >>> is_plain_file_name("resnet18.onnx"), is_plain_file_name("../x.onnx"), is_plain_file_name("/tmp/x.onnx")
+    (True, False, False)
+    """
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and Path(name).name == name
+    )
+
+
 def _parse_card(path: Path) -> BackboneSpec:
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
         taps = tuple(TapSpec(**tap) for tap in card.pop("taps"))
         card["mean"], card["std"] = tuple(card["mean"]), tuple(card["std"])
-        return BackboneSpec(taps=taps, **card)
-    except (ValueError, TypeError, KeyError) as error:
+        spec = BackboneSpec(taps=taps, **card)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
         message = f"{path}: not a valid model card ({error})"
         raise ModelFileError(message) from error
+    if not is_plain_file_name(spec.onnx_file):
+        # A card may only name a file inside the models folder: "../" or an absolute path could write anywhere.
+        message = f"{path}: onnx_file {spec.onnx_file!r} must be a plain file name inside the models folder"
+        raise ModelFileError(message)
+    return spec
 
 
 def _card_paths() -> list[Path]:

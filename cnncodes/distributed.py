@@ -11,7 +11,9 @@ holds every image exactly once.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import socket
 import threading
 import uuid
 from pathlib import Path
@@ -21,13 +23,26 @@ from .cache import CodeCache
 from .engine import ExtractionOptions, ExtractionPlan, Extractor, RunSettings
 from .errors import CnnCodesError, InputError
 from .extras import import_extra
+from .params import check_parameter
 
 if TYPE_CHECKING:
     from dask.distributed import Client
 
-__all__ = ["DEFAULT_PARTITION_SIZE", "connect", "extract_on_cluster", "dask_backend"]
+__all__ = [
+    "DEFAULT_PARTITION_SIZE",
+    "connect",
+    "check_cluster",
+    "partition_size_for",
+    "extract_on_cluster",
+    "dask_backend",
+]
 
-DEFAULT_PARTITION_SIZE = 2000
+DEFAULT_PARTITION_SIZE = None  # None: partition_size_for() sizes the tasks from the work and the cluster
+MAX_PARTITION_SIZE = 2000  # images per task at most: a task lost with its worker loses no more than this
+_TASKS_PER_WORKER = 4  # several tasks per worker keep every worker busy while the last ones finish
+_CONNECT_TIMEOUT_S = 5
+_DEFAULT_SCHEDULER_PORT = 8786
+_RETRIES = 2  # a task is rerun elsewhere this many times after its worker died
 _LOCAL_PREFIX = "local:"
 _worker_extractors: dict[tuple[Any, ...], Extractor] = {}  # per worker process: one session per configuration
 _worker_lock = threading.Lock()  # a worker's tasks take turns: the session already uses all its threads
@@ -56,8 +71,11 @@ def connect(client: "Client | str") -> Iterator["Client"]:
     ------
     MissingExtraError
         If dask is not installed (extra ``dask``).
+    InputError
+        If ``"local:N"`` does not name a positive N.
     CnnCodesError
-        If the scheduler cannot be reached.
+        If the scheduler cannot be reached, or a task killed its workers until the
+        scheduler gave up (dask's KilledWorker).
 
     Examples
     --------
@@ -67,24 +85,99 @@ def connect(client: "Client | str") -> Iterator["Client"]:
     True
     """
     if not isinstance(client, str):
-        yield client
+        with _one_line_failures():
+            yield client
         return
+    n_local = check_cluster(client)
     distributed = _distributed()
     Client, LocalCluster = distributed.Client, distributed.LocalCluster  # noqa: N806 (dask's class names)
-    if client.startswith(_LOCAL_PREFIX):
-        n_workers = int(client[len(_LOCAL_PREFIX) :] or os.cpu_count() or 1)
-        threads = max(1, (os.cpu_count() or 1) // n_workers)
+    if n_local is not None:
+        threads = max(1, (os.cpu_count() or 1) // n_local)
         with LocalCluster(
-            n_workers=n_workers, threads_per_worker=threads, processes=True, dashboard_address=":0"
+            n_workers=n_local, threads_per_worker=threads, processes=True, dashboard_address=":0"
         ) as cluster:
-            with Client(cluster) as local_client:
+            with Client(cluster) as local_client, _one_line_failures():
                 yield local_client
         return
     try:
-        with Client(client, timeout="30s") as remote:
-            yield remote
-    except OSError as error:
+        remote = Client(client, timeout=f"{_CONNECT_TIMEOUT_S}s")
+    except (OSError, TimeoutError) as error:
         message = f"{client}: cannot reach the dask scheduler ({error})"
+        raise CnnCodesError(message) from error
+    with remote, _one_line_failures():
+        yield remote
+
+
+def check_cluster(client: "Client | str | None") -> int | None:
+    """Check a ``client`` argument at once: ``local:N`` must name a positive N, an address must accept connections.
+
+    Parameters
+    ----------
+    client : dask.distributed.Client, str or None
+        As :func:`connect` takes it.
+
+    Returns
+    -------
+    int or None
+        N of ``local:N`` (every core when omitted); None for a Client, an address or None.
+
+    Raises
+    ------
+    InputError
+        If N is not a positive integer.
+    CnnCodesError
+        If nothing listens at the scheduler address (a refused connection fails at
+        once, an unanswered one after a few seconds).
+
+    Examples
+    --------
+    >>> check_cluster("local:2"), check_cluster(None)
+    (2, None)
+    >>> check_cluster("local:0")
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.InputError: local:0: the number of dask workers must be a positive integer, as in local:2
+    """
+    if not isinstance(client, str):
+        return None
+    if client.startswith(_LOCAL_PREFIX):
+        count = client[len(_LOCAL_PREFIX) :]
+        if not count:
+            return os.cpu_count() or 1
+        if not (count.isdigit() and int(count) >= 1):
+            message = f"{client}: the number of dask workers must be a positive integer, as in local:2"
+            raise InputError(message)
+        return int(count)
+    host, port = _host_port(client)
+    try:
+        socket.create_connection((host, port), timeout=_CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        message = f"{client}: cannot reach the dask scheduler ({error.strerror or error})"
+        raise CnnCodesError(message) from error
+    return None
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """``tcp://host:8786``, ``host:8786`` or ``host`` (dask's default port) -> (host, port)."""
+    location = address.split("://", 1)[-1].rstrip("/")
+    host, separator, port = location.rpartition(":")
+    if not separator or not port.isdigit():
+        return location.strip("[]"), _DEFAULT_SCHEDULER_PORT
+    return host.strip("[]"), int(port)
+
+
+@contextlib.contextmanager
+def _one_line_failures() -> Iterator[None]:
+    """dask's KilledWorker (a task that killed every worker it ran on) as one line; the cache keeps what was written."""
+    killed = _distributed().KilledWorker
+    try:
+        yield
+    except killed as error:
+        reason = error.args[0] if error.args else error
+        message = (
+            f"dask: a task kept killing its workers and the scheduler gave up (KilledWorker: {reason}); "
+            "the codes computed so far are in the cache: rerun to go on, with more memory per worker"
+        )
         raise CnnCodesError(message) from error
 
 
@@ -142,7 +235,7 @@ def extract_on_cluster(
     inputs: Any,
     client: "Client",
     *,
-    partition_size: int = DEFAULT_PARTITION_SIZE,
+    partition_size: int | None = DEFAULT_PARTITION_SIZE,
 ) -> ExtractionPlan:
     """Run ``extractor``'s plan for ``inputs`` on a dask cluster; return the completed plan.
 
@@ -158,8 +251,8 @@ def extract_on_cluster(
         Any form :func:`cnncodes.extract` accepts.
     client : dask.distributed.Client
         A connected client (see :func:`connect`).
-    partition_size : int, default=2000
-        Images per task.
+    partition_size : int or None, default=None
+        Images per task; None: :func:`partition_size_for` the images to compute.
 
     Returns
     -------
@@ -179,6 +272,7 @@ def extract_on_cluster(
     ...
     cnncodes.errors.InputError: distributed extraction needs a cache folder that every worker shares; ...
     """
+    check_parameter("partition_size", partition_size)
     if extractor.cache is None:
         message = "distributed extraction needs a cache folder that every worker shares; cache=False is not possible"
         raise InputError(message)
@@ -205,10 +299,10 @@ def extract_on_cluster(
             settings,
             plan.sources(part),
             pure=False,
-            retries=2,
+            retries=_RETRIES,
             resources=resources,
         ): part
-        for part in plan.partitions(partition_size)
+        for part in plan.partitions(partition_size or partition_size_for(len(plan.todo), len(threads)))
     }
     for future in _distributed().as_completed(futures):
         part = futures[future]
@@ -218,6 +312,21 @@ def extract_on_cluster(
         plan.count_computed(len(part) - len(failed))
     plan.read_back([i for i in plan.todo if i not in plan.failures])
     return plan
+
+
+def partition_size_for(n_images: int, n_workers: int) -> int:
+    """Images per task: about four tasks per worker, at most :data:`MAX_PARTITION_SIZE`.
+
+    One task of 2,000 images keeps one worker busy while the others wait (slower than
+    serial); four per worker balance the load and keep the per-task overhead small.
+
+    Examples
+    --------
+    >>> partition_size_for(2000, 2), partition_size_for(10, 2), partition_size_for(10**6, 2)
+    (250, 2, 2000)
+    """
+    per_task = math.ceil(n_images / (max(n_workers, 1) * _TASKS_PER_WORKER))
+    return max(1, min(MAX_PARTITION_SIZE, per_task))
 
 
 def _has_gpu_resources(client: "Client") -> bool:

@@ -17,9 +17,10 @@ from .backbones import BackboneSpec, TapSpec
 from .cache import CodeCache, FeatureSet
 from .codesfile import CodesFile
 from .contentkeys import content_keys, file_sha256
-from .errors import CnnCodesError, ImageDecodeError
+from .errors import CnnCodesError, ImageDecodeError, InputError
 from .featurespec import ExtractionOptions, FeatureSetSpec
 from .images import decode_image, make_views, n_views
+from .messages import invalid_value_message
 from .inputs import Inputs, Source, read_inputs
 from .modelfiles import ensure_model_file, resolve_backbone
 from .params import RUN_PARAMETERS, RunOptions, check_parameter, decode_workers_for, default
@@ -209,6 +210,18 @@ class ExtractionPlan:
             feature_set.flush()
 
 
+def _check_grid(grid: int | None, tap: TapSpec, model: str, owner: str) -> None:
+    """Refuse a grid with more cells per side than the tap's feature map has pixels (empty cells, huge codes)."""
+    if grid is not None and tap.is_spatial and tap.size and grid > tap.size:
+        message = invalid_value_message(
+            "grid",
+            f"at most {tap.size}, the size of tap '{tap.name}' of {model} ({tap.size} x {tap.size})",
+            grid,
+            owner,
+        )
+        raise InputError(message)
+
+
 class Extractor:
     """Turns images into codes for one backbone and set of options; owns the session and the cache.
 
@@ -257,6 +270,8 @@ class Extractor:
         self.backbone: BackboneSpec = resolve_backbone(options.model)
         self.layers: tuple[str, ...] = options.layers(self.backbone.default_tap)
         self._taps: list[TapSpec] = [self.backbone.get_tap(name) for name in self.layers]
+        for tap in self._taps:
+            _check_grid(options.grid, tap, self.backbone.name, owner)
         self._preprocessing = options.preprocessing(self.backbone)
         self.batch_size: int | None = run["batch_size"]
         self.device: str = run["device"]

@@ -14,7 +14,7 @@ from .params import RunOptions
 from .persist import ModelBundle
 from .prediction import class_scores, runtime_codes
 from .report import Report, make_report, write_report
-from .training import load_labelled_codes
+from .training import check_finite, load_labelled_codes
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -36,6 +36,7 @@ def evaluate(
     data: str | Path | Sequence[str | Path],
     *,
     report_dir: str | Path | None = None,
+    trusted: bool = False,
     **run: Unpack[RunOptions],
 ) -> EvaluationResult:
     """Score a saved model on labelled images or on a codes file of the same feature set.
@@ -52,6 +53,9 @@ def evaluate(
     **run : run options
         ``cache``, ``batch_size``, ``device``, ``n_threads``, ``optimization``,
         ``n_workers``: as for :class:`cnncodes.CNNCodes` (declared in :mod:`cnncodes.params`).
+    trusted : bool, default=False
+        Also read a joblib (pickle) model file of the first format; it runs code
+        when loaded (see :func:`cnncodes.load_model`).
 
     Returns
     -------
@@ -79,8 +83,9 @@ def evaluate(
     >>> report.n_samples, report.class_names
     (4, ['ants', 'bees'])
     """
-    bundle, codes = runtime_codes(model, "evaluate", **run)
+    bundle, codes = runtime_codes(model, "evaluate", trusted=trusted, **run)
     labelled = load_labelled_codes(data, codes)
+    check_finite(labelled, data)
     if labelled.source is not None and labelled.spec.get("layers") != bundle.spec.get("layers"):
         message = (
             f"{labelled.source}: its codes are of another feature set than the model's; evaluate on the images instead"
@@ -92,12 +97,18 @@ def evaluate(
         raise InputError(message)
     remap = np.array([bundle.class_names.index(name) for name in labelled.class_names])
     head = bundle.pipeline.named_steps["head"]
-    scores, kind = class_scores(head, labelled.X)
-    y_true, y_pred = remap[labelled.y], head.predict(labelled.X)
-    report = make_report(y_true, y_pred, bundle.class_names, scores)
+    scores, kind = class_scores(head, labelled.X, len(bundle.class_names))
+    y_true, y_pred = remap[labelled.y], np.asarray(head.predict(labelled.X))
+    # Score the classes the head learned and those in the data: a class the model names but never learned
+    # (an empty training folder of an older model) must not count in the macro figures as a class scoring 0.
+    present = np.union1d(np.asarray(head.classes_, dtype=int), y_true).astype(int)
+    position = np.full(len(bundle.class_names), -1)
+    position[present] = np.arange(len(present))
+    names = [bundle.class_names[c] for c in present]
+    report = make_report(position[y_true], position[y_pred], names, scores[:, present])
     files = []
     if report_dir is not None:  # the page first, listed last: it needs no matplotlib
-        scored = ScoredImages(labelled.paths, y_true, np.asarray(y_pred), scores, kind, labelled.X)
+        scored = ScoredImages(labelled.paths, position[y_true], position[y_pred], scores[:, present], kind, labelled.X)
         page = write_evaluation_page(report_dir, report.as_dict(), scored, labelled.failures)
         files = [*write_report(report, report_dir), page]
     return EvaluationResult(report, labelled.failures, files)

@@ -23,7 +23,7 @@ def extract(
     progress: bool | None = None,
     output: Path | str | None = None,
     client: Any = None,
-    partition_size: int = DEFAULT_PARTITION_SIZE,
+    partition_size: int | None = DEFAULT_PARTITION_SIZE,
     report_dir: Path | str | None = None,
     **parameters: Unpack[ExtractParameters],
 ) -> ExtractionResult:
@@ -88,8 +88,8 @@ def extract(
         Run on a dask cluster: a Client, a scheduler address, or ``"local:N"`` for a
         local cluster of N worker processes (extra ``dask``). The cache must be a
         folder every worker shares; the result equals a single-process run.
-    partition_size : int, default=2000
-        Images per dask task.
+    partition_size : int or None, default=None
+        Images per dask task; None: about four tasks per worker, at most 2000.
     report_dir : str, Path or None, default=None
         Also write ``index.html`` there: a map of the codes, each class's most and
         least typical images (nearest to / farthest from the class mean), the failures.

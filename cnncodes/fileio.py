@@ -45,8 +45,12 @@ def atomic_path(path: Path | str, *, suffix: str = ".tmp") -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(handle)
     temporary = Path(name)
+    try:
+        # mkstemp makes the file 0600; the finished file follows the umask like any other written file.
+        os.fchmod(handle, 0o666 & ~_umask())
+    finally:
+        os.close(handle)
     try:
         yield temporary
         os.replace(temporary, path)
@@ -54,6 +58,19 @@ def atomic_path(path: Path | str, *, suffix: str = ".tmp") -> Iterator[Path]:
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
+
+
+def _umask() -> int:
+    """The process umask: from /proc on Linux, else by setting it and straight back (not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: Path | str, text: str) -> Path:

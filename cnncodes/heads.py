@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -20,7 +20,20 @@ from .errors import InputError
 from .messages import one_of_message
 from .params import POWER_EXPONENT
 
-__all__ = ["PowerNormalizer", "make_head", "check_head", "head_names", "head_grid", "fit_out_of_core"]
+__all__ = [
+    "PowerNormalizer",
+    "make_head",
+    "check_head",
+    "head_names",
+    "head_grid",
+    "fit_out_of_core",
+    "search_out_of_core",
+    "selection_metric",
+    "check_params",
+    "OUT_OF_CORE_PARAMS",
+]
+
+OUT_OF_CORE_PARAMS = ("alpha", "loss")  # what fit_out_of_core takes as fixed hyperparameters
 
 _SCALINGS = ("standardize", "l2", "power-l2", "none")
 
@@ -229,7 +242,8 @@ def make_head(
         The preset.
     cv : int or None, default=5
         Folds of the stratified cross-validation that picks the main hyperparameter
-        (C, max_features, learning_rate or alpha); None keeps the preset's value.
+        (C, max_features, learning_rate or alpha) on accuracy, or on balanced
+        accuracy with ``class_weight="balanced"``; None keeps the preset's value.
     scaling : {"standardize", "l2", "power-l2", "none"} or None, default=None
         What goes in front; None uses the preset's (standardize for linear heads,
         none for trees).
@@ -241,7 +255,7 @@ def make_head(
         Parallel folds of the hyperparameter search.
     params : dict or None, default=None
         Fixed hyperparameters of the estimator (e.g. ``{"C": 0.001}``, as ``sweep``
-        reports them); given, no search is made.
+        reports them); given, no search is made. They are checked at once.
 
     Returns
     -------
@@ -251,7 +265,8 @@ def make_head(
     Raises
     ------
     InputError
-        If the name, the scaling or a fixed hyperparameter is unknown.
+        If the name, the scaling or a fixed hyperparameter is unknown, or a fixed
+        hyperparameter's value is invalid.
 
     Examples
     --------
@@ -272,11 +287,49 @@ def make_head(
             names, main = ", ".join(map(repr, unknown)), ", ".join(head.grid)
             message = f"The head '{name}' has no parameter {names}; its main one is {main}."
             raise InputError(message)
-        return Pipeline([*steps, ("clf", estimator.set_params(**params))])
+        return Pipeline([*steps, ("clf", check_params(estimator.set_params(**params)))])
     if cv:
         folds = StratifiedKFold(cv, shuffle=True, random_state=random_state)
-        estimator = GridSearchCV(estimator, head.grid, cv=folds, n_jobs=n_jobs)
+        # None is the classifier's own score, accuracy; a scorer object would be one more type in model files.
+        scoring = "balanced_accuracy" if selection_metric(class_weight) == "balanced_accuracy" else None
+        estimator = GridSearchCV(estimator, head.grid, cv=folds, n_jobs=n_jobs, scoring=scoring)
     return Pipeline([*steps, ("clf", estimator)])
+
+
+def selection_metric(class_weight: str | None) -> str:
+    """The score hyperparameters are chosen on: balanced accuracy when classes are weighted, else accuracy.
+
+    Examples
+    --------
+    >>> selection_metric("balanced"), selection_metric(None)
+    ('balanced_accuracy', 'accuracy')
+    """
+    return "balanced_accuracy" if class_weight == "balanced" else "accuracy"
+
+
+def check_params(estimator: Any) -> Any:
+    """Return ``estimator`` after checking its hyperparameters, or raise a one-line :class:`InputError`.
+
+    scikit-learn checks hyperparameters when ``fit`` starts; a fit on twenty valid rows
+    makes it check them now, before any long extraction or training, so a failure can
+    only be a hyperparameter's.
+
+    Examples
+    --------
+    >>> check_params(LogisticRegression(C=-1.0))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.InputError: The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]...
+    """
+    # Enough rows that a valid setting (early stopping's validation split, a few folds) can fit them.
+    X = np.tile([[0.0, 1.0], [1.0, 0.0], [0.0, 0.5], [1.0, 0.5]], (5, 1))
+    y = np.tile([0, 1, 0, 1], 5)
+    try:
+        clone(estimator).fit(X, y)
+    except (ValueError, TypeError) as error:  # scikit-learn's InvalidParameterError is both
+        message = str(error).splitlines()[0] if str(error) else f"{type(error).__name__} for {estimator!r}"
+        raise InputError(message) from error
+    return estimator
 
 
 def fit_out_of_core(
@@ -330,3 +383,82 @@ def fit_out_of_core(
         for X, y in chunks():
             clf.partial_fit(scaler.transform(X), y, classes=classes)
     return Pipeline([("scale", scaler), ("clf", clf)])
+
+
+def _rows(chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], keep: np.ndarray) -> Callable[[], Iterator]:
+    """The chunks restricted to the rows where ``keep`` is True (rows counted in chunk order)."""
+
+    def restricted() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        start = 0
+        for X, y in chunks():
+            mask = keep[start : start + len(y)]
+            start += len(y)
+            if mask.any():
+                yield X[mask], y[mask]
+
+    return restricted
+
+
+def search_out_of_core(
+    chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+    y: np.ndarray,
+    classes: np.ndarray,
+    *,
+    cv: int,
+    class_weight: dict[int, float] | None = None,
+    random_state: int = 0,
+) -> tuple[dict[str, Any], float]:
+    """Choose the SGD head's alpha by stratified cross-validation over chunks, with bounded memory.
+
+    Parameters
+    ----------
+    chunks : callable
+        As for :func:`fit_out_of_core`; every call yields the rows in the same order.
+    y : ndarray of shape (n_samples,)
+        Every row's label, in that order (read without the codes).
+    classes : ndarray
+        Every class label.
+    cv : int
+        Folds.
+    class_weight : dict or None, default=None
+        Class weights; given, alpha is chosen on balanced accuracy, else on accuracy.
+    random_state : int, default=0
+        Seed of the folds and the SGD shuffles.
+
+    Returns
+    -------
+    best_params : dict
+        ``{"alpha": value}``.
+    best_score : float
+        Its mean score over the folds.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> X, y = make_classification(n_samples=120, random_state=0)
+    >>> halves = lambda: iter([(X[:60], y[:60]), (X[60:], y[60:])])
+    >>> params, score = search_out_of_core(halves, y, np.array([0, 1]), cv=3)
+    >>> sorted(params), score > 0.7
+    (['alpha'], True)
+    """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    metric = balanced_accuracy_score if class_weight else accuracy_score
+    folds = list(StratifiedKFold(cv, shuffle=True, random_state=random_state).split(np.zeros((len(y), 1)), y))
+    results = []
+    for params in head_grid("sgd"):
+        scores = []
+        for train_rows, test_rows in folds:
+            held_out = np.zeros(len(y), bool)
+            held_out[test_rows] = True
+            fitted = fit_out_of_core(
+                _rows(chunks, ~held_out), classes, class_weight=class_weight, random_state=random_state, **params
+            )
+            truth, predicted = [], []
+            for X_part, y_part in _rows(chunks, held_out)():
+                truth.append(y_part)
+                predicted.append(fitted.predict(X_part))
+            scores.append(metric(np.concatenate(truth), np.concatenate(predicted)))
+        results.append((float(np.mean(scores)), params))
+    best_score, best_params = max(results, key=lambda result: result[0])
+    return best_params, best_score

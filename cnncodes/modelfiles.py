@@ -7,13 +7,14 @@ by the functions that need them, so listing the zoo (``cnncodes models``) stays 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .backbones import BackboneSpec, TapSpec, get_backbone, lite_weights_path, list_backbones
+from .backbones import BackboneSpec, TapSpec, get_backbone, is_plain_file_name, lite_weights_path, list_backbones
 from .errors import ModelFileError
 from .fileio import write_text_atomic
 from .paths import models_dir
@@ -138,15 +139,42 @@ def ensure_model_file(spec: BackboneSpec) -> Path:
             "(needs: pip install 'cnncodes[export]')"
         )
         raise ModelFileError(message)
+    if spec.source != "url":
+        return spec.onnx_path
     from .fingerprint import sha256_file  # here: it imports numpy, which listing the zoo does not need
 
-    if spec.source == "url" and spec.sha256 and sha256_file(spec.onnx_path) != spec.sha256:
+    if spec.sha256 and sha256_file(spec.onnx_path) != spec.sha256:
         message = (
             f"{spec.onnx_path}: sha256 differs from its model card; "
             f"delete it and run 'cnncodes models fetch {spec.name}'"
         )
         raise ModelFileError(message)
+    if not spec.sha256 and _read_source(spec.onnx_path) != spec.url:
+        return fetch_model(spec.name)  # no checksum to go by: a file of that name from another URL is not this one
     return spec.onnx_path
+
+
+def _source_record(path: Path) -> Path:
+    """Beside a downloaded file: the URL it came from (not ``.json``, which the models folder reads as cards)."""
+    return path.with_name(path.name + ".source")
+
+
+def _read_source(path: Path) -> str | None:
+    try:
+        return json.loads(_source_record(path).read_text(encoding="utf-8")).get("url")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _download(url: str, path: Path, sha256: str | None, subject: str, progress: bool | None = None) -> Path:
+    """Download into ``path`` and record the URL beside it; warn when there is no checksum to verify it by."""
+    from .download import download_file
+
+    if not sha256:
+        logger.warning("%s: no sha256 given for %s; the download is unverified", subject, url)
+    download_file(url, path, sha256=sha256, progress=progress)
+    write_text_atomic(_source_record(path), json.dumps({"url": url, "sha256": sha256}) + "\n")
+    return path
 
 
 def _build_lite(spec: BackboneSpec) -> Path:
@@ -193,10 +221,8 @@ def fetch_model(name: str, *, progress: bool | None = None) -> Path:
     if spec.source != "url" or not spec.url:
         message = f"{name}: its card gives no ONNX file to download (source '{spec.source}')"
         raise ModelFileError(message)
-    from .download import download_file
-
     logger.info("Fetching %s from %s", spec.onnx_path.name, spec.url)
-    return download_file(spec.url, spec.onnx_path, sha256=spec.sha256, progress=progress)
+    return _download(spec.url, spec.onnx_path, spec.sha256, name, progress)
 
 
 def _weights_file(name: str, weights: str) -> Path | None:
@@ -211,13 +237,18 @@ def _weights_file(name: str, weights: str) -> Path | None:
         weights = url
     if "://" not in weights:
         return Path(weights)
-    path = models_dir() / "weights" / weights.rsplit("/", 1)[-1]
+    # Cached by URL (and checked by hash), not by file name: two URLs ending in one name are two files.
+    name = weights.rsplit("/", 1)[-1]
+    path = (
+        models_dir()
+        / "weights"
+        / hashlib.sha256(weights.encode()).hexdigest()[:16]
+        / (name if is_plain_file_name(name) else "weights.pth")
+    )
     if not path.is_file():
-        from .download import download_file
-
         logger.info("Downloading weights %s", weights)
-        expected = _HASH_IN_NAME.search(path.name)
-        download_file(weights, path, sha256=expected.group(1) if expected else None)
+        expected = _HASH_IN_NAME.search(name)
+        _download(weights, path, expected.group(1) if expected else None, name)
     return path
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "CODE_PARAMETERS",
     "RUN_PARAMETERS",
     "PARAMETERS",
+    "CLUSTER_PARAMETERS",
     "default",
     "check_parameter",
     "layer_tuple",
@@ -153,6 +154,17 @@ class ExtractParameters(RunOptions, total=False):
     on_error: str  # "skip" | "raise"
 
 
+# Options of a dask run only: not CNNCodes parameters (they change neither the codes nor a single-process run).
+CLUSTER_PARAMETERS: dict[str, Parameter] = {
+    "partition_size": Parameter(
+        "partition_size",
+        None,
+        "Images per dask task; None: about four tasks per worker, at most 2000.",
+        kind="positive_int",
+    ),
+}
+
+
 CODE_PARAMETERS: tuple[str, ...] = tuple(p.name for p in _DECLARATIONS if p.fingerprint)
 RUN_PARAMETERS: tuple[str, ...] = tuple(p.name for p in _DECLARATIONS if not p.fingerprint)
 
@@ -194,7 +206,7 @@ def check_parameter(name: str, value: Any, owner: str = "") -> None:
     """
     from .errors import InputError
 
-    parameter = PARAMETERS[name]
+    parameter = PARAMETERS[name] if name in PARAMETERS else CLUSTER_PARAMETERS[name]
     if parameter.kind == "choice":
         if value not in (parameter.choices or ()):
             raise InputError(one_of_message(name, parameter.choices or (), value, owner))

@@ -1,10 +1,12 @@
-"""Save and load trained models: a joblib bundle of the fitted pipeline plus metadata, with checks."""
+"""Save and load trained models: a skops file (no code runs on load) of the fitted pipeline plus metadata."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import struct
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import joblib
 import numpy as np
 import sklearn
+import skops.io
 
 from .errors import ModelFileError, ModelMismatchError, ModelMismatchWarning
 from .fileio import atomic_path
@@ -21,20 +24,53 @@ from .modelfiles import ensure_model_file, resolve_backbone
 from .runtime import onnxruntime_version
 from .version import VERSION
 
-__all__ = ["ModelBundle", "save_model", "load_model"]
+__all__ = ["ModelBundle", "save_model", "load_model", "TRUSTED_TYPES", "TRUST_WARNING"]
 
 MODEL_FORMAT = "cnncodes-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: skops; 1: a joblib pickle (read only with trusted=True)
+_JOBLIB_FORMAT_VERSION = 1
 _CHECKED_VERSIONS = ("cnncodes", "scikit-learn")  # a difference in these may change predictions: warn
-# What joblib raises for a damaged or truncated file (measured by cutting a model file at every byte).
+# The only non-default types a model file may name: what make_head, GridSearchCV and CNNCodes hold.
+TRUSTED_TYPES = [
+    "cnncodes.backbones.BackboneSpec",
+    "cnncodes.backbones.TapSpec",
+    "cnncodes.heads.PowerNormalizer",
+    "cnncodes.transformer.CNNCodes",
+    "sklearn.ensemble._forest.ExtraTreesClassifier",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.linear_model._stochastic_gradient.SGDClassifier",
+    "sklearn.metrics._classification.balanced_accuracy_score",  # GridSearchCV's scorer with class_weight="balanced"
+    "sklearn.metrics._scorer._PassthroughScorer",
+    "sklearn.metrics._scorer._Scorer",
+    "sklearn.model_selection._search.GridSearchCV",
+    "sklearn.model_selection._split.StratifiedKFold",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.Normalizer",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.svm._classes.LinearSVC",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.ExtraTreeClassifier",
+    "sklearn.tree._tree.Tree",
+]
+TRUST_WARNING = "joblib (pickle) model files run code when loaded: trust only files you made"
+# What a damaged, truncated or foreign file raises while it is read (measured by cutting files at every byte).
 _UNREADABLE = (
     OSError,
     EOFError,
     ValueError,
     KeyError,
     IndexError,
+    TypeError,
     ImportError,
     AttributeError,
+    RecursionError,
+    OverflowError,
+    NotImplementedError,  # zipfile: a header naming a compression method or zip version it does not know
+    zipfile.BadZipFile,
     pickle.UnpicklingError,
     struct.error,
 )
@@ -63,45 +99,78 @@ class ModelBundle:
     metrics: dict[str, Any] = field(default_factory=dict)  # cross-validation figures from training
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars (a hyperparameter from a grid, a score) as Python numbers for JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    message = f"cannot store {type(value).__name__} in a model file's metadata"
+    raise TypeError(message)
+
+
 def save_model(bundle: ModelBundle, path: Path | str) -> Path:
-    """Write ``bundle`` to ``path`` with joblib, atomically (a crash leaves no half file).
+    """Write ``bundle`` to ``path`` in the skops format, atomically (a crash leaves no half file).
+
+    The pipeline is stored by skops (no pickle: loading it runs no code) and the rest
+    of the bundle as JSON inside the same file.
 
     Parameters
     ----------
     bundle : ModelBundle
         What :func:`cnncodes.train` made (``TrainResult.bundle``).
     path : Path or str
-        The model file; its folder is created if missing.
+        The model file (``.skops`` by convention); its folder is created if missing.
 
     Returns
     -------
     Path
         ``path``.
 
+    Raises
+    ------
+    TypeError
+        If the metadata holds something JSON cannot store.
+
     Examples
     --------
     >>> import shutil, tempfile
-    >>> from sklearn.dummy import DummyClassifier
+    >>> from sklearn.linear_model import LogisticRegression
     >>> folder = Path(tempfile.mkdtemp())
-    >>> bundle = ModelBundle(DummyClassifier().fit([[0], [1]], [0, 1]), ["ant", "bee"], {}, "none", "0" * 64)
-    >>> save_model(bundle, folder / "model.joblib").name
-    'model.joblib'
-    >>> load_model(folder / "model.joblib", check_backbone=False).class_names
+    >>> bundle = ModelBundle(LogisticRegression().fit([[0], [1]], [0, 1]), ["ant", "bee"], {}, "none", "0" * 64)
+    >>> save_model(bundle, folder / "model.skops").name
+    'model.skops'
+    >>> load_model(folder / "model.skops", check_backbone=False).class_names
     ['ant', 'bee']
     >>> shutil.rmtree(folder)
     """
-    document = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "bundle": bundle}
+    metadata = {
+        "class_names": list(bundle.class_names),
+        "spec": bundle.spec,
+        "backbone": bundle.backbone,
+        "backbone_sha256": bundle.backbone_sha256,
+        "head": bundle.head,
+        "versions": bundle.versions,
+        "metrics": bundle.metrics,
+    }
+    document = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "metadata": json.dumps(metadata, default=_plain),
+        "pipeline": bundle.pipeline,
+    }
     with atomic_path(path) as temporary:
-        joblib.dump(document, temporary)
+        skops.io.dump(document, temporary)
     return Path(path)
 
 
-def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
-    """Load a model saved by :func:`save_model`. Load only files you trust: joblib runs code.
+def load_model(path: Path | str, *, check_backbone: bool = True, trusted: bool = False) -> ModelBundle:
+    """Load a model saved by :func:`save_model`; reading it runs no code from the file.
 
-    The backbone must be present and byte-identical to the one the model was trained
-    on (another file would silently give wrong predictions); other versions of
-    cnncodes or scikit-learn only warn.
+    A model file is read by skops with :data:`TRUSTED_TYPES` only: a file naming any
+    other type is refused. Model files of the first format (version 1) are joblib pickles, which
+    can run any code when loaded: they are read only with ``trusted=True``. The
+    backbone must be present and byte-identical to the one the model was trained on
+    (another file would silently give wrong predictions); other versions of cnncodes
+    or scikit-learn only warn.
 
     Parameters
     ----------
@@ -109,6 +178,9 @@ def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
         The model file.
     check_backbone : bool, default=True
         Check that the backbone file is here and is the one the model was trained on.
+    trusted : bool, default=False
+        Also read joblib (pickle) model files. They run code when loaded: only for
+        files you made yourself.
 
     Returns
     -------
@@ -117,7 +189,9 @@ def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
     Raises
     ------
     ModelFileError
-        If the file is missing, is not a cnncodes model, or has a newer format version.
+        If the file is missing, empty, damaged, not a cnncodes model, names an
+        untrusted type, is a joblib file without ``trusted=True``, or has a newer
+        format version.
     ModelMismatchError
         If the backbone is missing or differs from the training one.
 
@@ -128,10 +202,10 @@ def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
 
     Examples
     --------
-    >>> load_model("no/such/model.joblib")
+    >>> load_model("no/such/model.skops")
     Traceback (most recent call last):
     ...
-    cnncodes.errors.ModelFileError: no/such/model.joblib: no such model file
+    cnncodes.errors.ModelFileError: no/such/model.skops: no such model file
 
     See :func:`save_model` for a round trip.
     """
@@ -139,18 +213,7 @@ def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
     if not path.is_file():
         message = f"{path}: no such model file"
         raise ModelFileError(message)
-    try:
-        document = joblib.load(path)
-    except _UNREADABLE as error:
-        message = f"{path}: not a cnncodes model file ({type(error).__name__}: {error})"
-        raise ModelFileError(message) from error
-    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
-        message = f"{path}: not a cnncodes model file"
-        raise ModelFileError(message)
-    version = int(document.get("format_version", 0))
-    if version > MODEL_FORMAT_VERSION:
-        raise ModelFileError(newer_format_message(path, "model", version, MODEL_FORMAT_VERSION))
-    bundle: ModelBundle = document["bundle"]
+    bundle = _read_skops(path) if zipfile.is_zipfile(path) else _read_joblib(path, trusted)
     current = _versions()
     for package in _CHECKED_VERSIONS:
         saved = bundle.versions.get(package)
@@ -159,6 +222,74 @@ def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
             warnings.warn(message, ModelMismatchWarning, stacklevel=2)
     if check_backbone:
         _check_backbone(bundle, path)
+    return bundle
+
+
+def _not_a_model(path: Path, error: BaseException | None = None) -> ModelFileError:
+    reason = f" ({type(error).__name__}: {error})".replace("\n", " ") if error is not None else ""
+    return ModelFileError(f"{path}: not a cnncodes model file{reason}")
+
+
+def _check_format(path: Path, document: Any, version_range: tuple[int, int]) -> None:
+    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+        raise _not_a_model(path)
+    version = document.get("format_version")
+    if isinstance(version, int) and version > MODEL_FORMAT_VERSION:
+        raise ModelFileError(newer_format_message(path, "model", version, MODEL_FORMAT_VERSION))
+    if not isinstance(version, int) or not version_range[0] <= version <= version_range[1]:
+        raise _not_a_model(path)
+
+
+def _read_skops(path: Path) -> ModelBundle:
+    try:
+        untrusted = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+        if untrusted:
+            message = (
+                f"{path}: refusing to load types outside the trusted list ({', '.join(untrusted)}); "
+                "cnncodes model files hold only scikit-learn heads and CNNCodes"
+            )
+            raise ModelFileError(message)
+        document = skops.io.load(path, trusted=TRUSTED_TYPES)
+    except ModelFileError:
+        raise
+    except _UNREADABLE as error:
+        raise _not_a_model(path, error) from error
+    _check_format(path, document, (MODEL_FORMAT_VERSION, MODEL_FORMAT_VERSION))
+    try:
+        metadata = json.loads(document["metadata"])
+        bundle = ModelBundle(pipeline=document["pipeline"], **metadata)
+    except _UNREADABLE as error:
+        raise _not_a_model(path, error) from error
+    shapes = {"class_names": list, "spec": dict, "versions": dict, "metrics": dict, "backbone": str, "head": str}
+    wrong = [name for name, kind in shapes.items() if not isinstance(getattr(bundle, name), kind)]
+    if wrong or not all(isinstance(name, str) for name in bundle.class_names):
+        message = f"{path}: not a cnncodes model file (malformed metadata: {', '.join(wrong) or 'class_names'})"
+        raise ModelFileError(message)
+    return bundle
+
+
+def _read_joblib(path: Path, trusted: bool) -> ModelBundle:
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    if not head:
+        message = f"{path}: empty file, not a cnncodes model file"
+        raise ModelFileError(message)
+    if not trusted:
+        if head[:1] != b"\x80":  # every pickle of protocol 2 or later starts so; joblib writes them
+            raise _not_a_model(path)
+        message = (
+            f"{path}: a joblib (pickle) model file, which can run code when loaded; "
+            "if you made it yourself, load it with --trust (trusted=True), then train again to get a .skops file"
+        )
+        raise ModelFileError(message)
+    try:
+        document = joblib.load(path)
+    except _UNREADABLE as error:
+        raise _not_a_model(path, error) from error
+    _check_format(path, document, (_JOBLIB_FORMAT_VERSION, _JOBLIB_FORMAT_VERSION))
+    bundle = document.get("bundle")
+    if not isinstance(bundle, ModelBundle):
+        raise _not_a_model(path)
     return bundle
 
 

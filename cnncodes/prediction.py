@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 __all__ = ["Prediction", "PredictionResult", "predict", "class_scores", "runtime_codes"]
 
 
-def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
+def class_scores(head: Any, X: np.ndarray, n_classes: int | None = None) -> tuple[np.ndarray, str]:
     """Class scores of a fitted head: probabilities where the head has them, else decision scores.
+
+    Column ``j`` of a scikit-learn head scores ``head.classes_[j]``; with ``n_classes``
+    the columns are put in class-index order (column ``c`` scores class ``c``), and a
+    class the head never saw scores 0 (probability) or -inf (decision score).
 
     Parameters
     ----------
@@ -29,6 +33,8 @@ def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
         A head pipeline, as :func:`cnncodes.make_head` builds them.
     X : ndarray of shape (n_samples, n_features)
         Codes.
+    n_classes : int or None, default=None
+        Number of class names; None: the head's own columns.
 
     Returns
     -------
@@ -45,6 +51,15 @@ def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
     >>> scores.shape, kind, bool(scores[0, 0] == -scores[0, 1])
     ((1, 2), 'decision score', True)
     """
+    scores, kind = _head_scores(head, X)
+    if n_classes is None:
+        return scores, kind
+    full = np.full((len(scores), n_classes), 0.0 if kind == "probability" else -np.inf, dtype=scores.dtype)
+    full[:, np.asarray(head.classes_, dtype=int)] = scores
+    return full, kind
+
+
+def _head_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
     if hasattr(head, "predict_proba"):
         try:
             return head.predict_proba(X), "probability"
@@ -56,7 +71,9 @@ def class_scores(head: Any, X: np.ndarray) -> tuple[np.ndarray, str]:
     return scores, "decision score"
 
 
-def runtime_codes(model: str | Path | ModelBundle, caller: str, **run: Any) -> tuple[ModelBundle, CNNCodes]:
+def runtime_codes(
+    model: str | Path | ModelBundle, caller: str, *, trusted: bool = False, **run: Any
+) -> tuple[ModelBundle, CNNCodes]:
     """A model's bundle, and a fitted copy of its CNNCodes step with these run options, skipping bad images.
 
     Parameters
@@ -65,6 +82,8 @@ def runtime_codes(model: str | Path | ModelBundle, caller: str, **run: Any) -> t
         A model file, or its bundle; the bundle's own steps are left as they are.
     caller : str
         The public function asking, named in the error for an unknown keyword.
+    trusted : bool, default=False
+        Also read a joblib model file (see :func:`cnncodes.load_model`).
     **run
         Keywords of :class:`cnncodes.params.RunOptions`; the feature set stays the model's.
 
@@ -87,7 +106,7 @@ def runtime_codes(model: str | Path | ModelBundle, caller: str, **run: Any) -> t
     if unknown:
         message = f"{caller}() got an unexpected keyword argument {unknown[0]!r}"
         raise TypeError(message)
-    bundle = model if isinstance(model, ModelBundle) else load_model(model)
+    bundle = model if isinstance(model, ModelBundle) else load_model(model, trusted=trusted)
     return bundle, clone(bundle.pipeline.named_steps["codes"]).set_params(**run, on_error="skip").fit()
 
 
@@ -113,6 +132,7 @@ def predict(
     inputs: str | Path | Sequence[Any],
     *,
     top_k: int = 5,
+    trusted: bool = False,
     **run: Unpack[RunOptions],
 ) -> PredictionResult:
     """Predict the classes of images with a saved model.
@@ -125,6 +145,9 @@ def predict(
         Image files and folders (folders are searched), a CSV, or arrays.
     top_k : int, default=5
         How many classes per image (at most the number of classes).
+    trusted : bool, default=False
+        Also read a joblib (pickle) model file of the first format; it runs code
+        when loaded (see :func:`cnncodes.load_model`).
     **run : run options
         ``cache``, ``batch_size``, ``device``, ``n_threads``, ``optimization``,
         ``n_workers``: as for :class:`cnncodes.CNNCodes` (declared in :mod:`cnncodes.params`).
@@ -156,14 +179,14 @@ def predict(
     ('probability', ['bees'])
     >>> shutil.rmtree(folder)
     """
-    bundle, codes = runtime_codes(model, "predict", **run)
+    bundle, codes = runtime_codes(model, "predict", trusted=trusted, **run)
     sources = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if sources and all(isinstance(s, (str, Path)) for s in sources):
         sources = load_dataset(sources).paths  # folders are searched for images
     result = codes.extract(sources)
     if not len(result.codes):
         return PredictionResult([], "probability", result.failures)
-    scores, kind = class_scores(bundle.pipeline.named_steps["head"], result.codes)
+    scores, kind = class_scores(bundle.pipeline.named_steps["head"], result.codes, len(bundle.class_names))
     k = min(top_k, len(bundle.class_names))
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     predictions = [

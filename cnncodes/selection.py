@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,19 +17,20 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_validate
 
 from .backbones import get_backbone
-from .distributed import dask_backend
+from .distributed import check_cluster, dask_backend
 from .errors import InputError
 from .heads import check_head, head_grid, make_head
 from .images import Preprocessing, decode_image, make_views
 from .pages import write_sweep_page
 from .params import DEFAULT_BACKBONE
 from .report import plot_sweep, write_json
-from .training import LabelledCodes, load_labelled_codes
+from .training import LabelledCodes, check_labelled, choose_folds, load_labelled_codes
 from .transformer import CNNCodes
 
 __all__ = ["SweepRow", "SweepResult", "sweep", "default_layer_sets", "BASELINE"]
 
 BASELINE = "raw pixels"
+logger = logging.getLogger("cnncodes")
 _BASELINE_SIZE = 32  # the no-transfer baseline: heads on 32 x 32 RGB thumbnails
 
 
@@ -76,7 +78,7 @@ class SweepResult:
     @property
     def best(self) -> SweepRow:
         """The best transfer row (the baseline is never recommended)."""
-        return next(row for row in self.rows if row.features != BASELINE)
+        return next(row for row in self.rows if row.features != BASELINE and np.isfinite(row.balanced_accuracy))
 
     @property
     def baseline(self) -> SweepRow | None:
@@ -192,16 +194,48 @@ def _score(
     return float(acc.mean()), float(bal.mean()), float(acc.std()), float(bal.std())
 
 
-def _group_ids(paths: Sequence[str], pattern: str) -> np.ndarray:
-    regex = re.compile(pattern)
+def _group_regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        message = f"The 'groups' pattern {pattern!r} is not a regular expression ({error})"
+        raise InputError(message) from error
+
+
+def _group_ids(paths: Sequence[str], regex: re.Pattern[str]) -> np.ndarray:
     ids = []
     for path in paths:
         found = regex.search(Path(path).name)
         if not found:
-            message = f"{path}: the group pattern {pattern!r} does not match its name"
+            message = f"{path}: the group pattern {regex.pattern!r} does not match its name"
             raise InputError(message)
         ids.append(found.group(1) if regex.groups else found.group(0))
     return np.array(ids)
+
+
+def _n_folds(train: LabelledCodes, cv: int, group_ids: np.ndarray | None, pattern: str | None) -> int:
+    """The folds to use: ``cv``, or fewer when a class or the number of groups is smaller (said in one line)."""
+    n_folds = choose_folds(train.y, train.class_names, cv) or cv
+    if group_ids is None:
+        return n_folds
+    n_groups = len(set(group_ids.tolist()))
+    if n_groups < 2:
+        message = (
+            f"The 'groups' pattern {pattern!r} finds one group ({str(group_ids[0])!r}) in every file name; "
+            "group folds need at least 2 groups"
+        )
+        raise InputError(message)
+    if n_groups < n_folds:
+        logger.warning("the groups pattern %r finds %d groups; using --cv %d", pattern, n_groups, n_groups)
+        return n_groups
+    return n_folds
+
+
+def _rank(row: SweepRow) -> tuple[float, float]:
+    """Best first by balanced accuracy, then accuracy; a row that could not be scored (NaN) last."""
+    bal = row.balanced_accuracy if np.isfinite(row.balanced_accuracy) else -np.inf
+    acc = row.accuracy if np.isfinite(row.accuracy) else -np.inf
+    return (-bal, -acc)
 
 
 @dataclass(frozen=True)
@@ -303,9 +337,9 @@ def sweep(
     template = codes if codes is not None else CNNCodes()
     for head in heads:  # before the extraction, which may take long
         check_head(head)
-    splitter = (StratifiedGroupKFold if groups else StratifiedKFold)(cv, shuffle=True, random_state=random_state)
-    scoring = _Scoring(tuple(heads), splitter, class_weight, random_state)
-    protocol = f"validation split: {val}" if val is not None else f"{cv}-fold stratified{' group' if groups else ''} CV"
+    group_regex = _group_regex(groups) if groups else None
+    check_cluster(client)
+    scoring: _Scoring | None = None  # its folds depend on the data: made when the first labels are read
     rows: list[SweepRow] = []
     reference: LabelledCodes | None = None  # the first model's labelled set: its paths feed the baseline
     reference_val: LabelledCodes | None = None
@@ -315,26 +349,41 @@ def sweep(
         taps = list(dict.fromkeys(tap for layer_set in layer_sets for tap in layer_set.split("+")))
         all_codes = clone(template).set_params(model=model, layer=tuple(taps), pooling=pooling, precision=precision)
         train = load_labelled_codes(data, all_codes)
+        check_labelled(train, data)
         held_out = load_labelled_codes(val, all_codes) if val is not None else None
         reference, reference_val = reference or train, reference_val or held_out
         widths = {tap: clone(all_codes).set_params(layer=tap).fit().n_features_out_ for tap in taps}
         offsets = dict(zip(taps, np.cumsum([0, *widths.values()])[:-1]))
-        group_ids = _group_ids(train.paths, groups) if groups else None
+        group_ids = _group_ids(train.paths, group_regex) if group_regex else None
+        if scoring is None:
+            n_folds = cv if val is not None else _n_folds(train, cv, group_ids, groups)
+            splitter = (StratifiedGroupKFold if groups else StratifiedKFold)(
+                n_folds, shuffle=True, random_state=random_state
+            )
+            scoring = _Scoring(tuple(heads), splitter, class_weight, random_state)
+            protocol = (
+                f"validation split: {val}"
+                if val is not None
+                else f"{n_folds}-fold stratified{' group' if groups else ''} CV"
+            )
         for layer_set in layer_sets:
             columns = np.concatenate([np.arange(offsets[t], offsets[t] + widths[t]) for t in layer_set.split("+")])
             val_xy = (held_out.X[:, columns], _remap(held_out, train)) if held_out is not None else None
             with dask_backend(client) as n_jobs:
                 candidate = (model, layer_set, pooling, precision)
                 rows += _score_heads(scoring, candidate, (train.X[:, columns], train.y), val_xy, group_ids, n_jobs)
-    assert reference is not None  # models is not empty
+    assert reference is not None and scoring is not None  # models is not empty
     if baseline and reference.source is None:
         X = _thumbnails(reference.paths, template.n_workers)
         val_xy = None
         if reference_val is not None:
             val_xy = (_thumbnails(reference_val.paths, template.n_workers), _remap(reference_val, reference))
-        group_ids = _group_ids(reference.paths, groups) if groups else None
+        group_ids = _group_ids(reference.paths, group_regex) if group_regex else None
         rows += _score_heads(scoring, ("-", BASELINE, "none", "none"), (X, reference.y), val_xy, group_ids)
-    rows.sort(key=lambda row: (-row.balanced_accuracy, -row.accuracy))
+    rows.sort(key=_rank)
+    if not any(np.isfinite(row.balanced_accuracy) for row in rows if row.features != BASELINE):
+        message = f"{data}: no candidate could be scored (every fit failed); check the data and the heads"
+        raise InputError(message)
     result = SweepResult(rows, protocol, int(len(reference.y)), reference.class_names)
     if report_dir is not None:
         result.files = _write_sweep(result, Path(report_dir))

@@ -57,29 +57,64 @@ class _Storage:
 @dataclass
 class _PendingTensor:
     storage: _Storage
-    offset: int
-    size: tuple[int, ...]
-    stride: tuple[int, ...]
+    offset: Any
+    size: Any
+    stride: Any
 
-    def materialize(self) -> np.ndarray:
+    def materialize(self, source: str, name: str, max_elements: int) -> np.ndarray:
+        """The tensor as a contiguous array, after checking its view lies inside its storage."""
         assert self.storage.data is not None
         flat = self.storage.data
-        if not self.size:
-            return flat[self.offset : self.offset + 1].reshape(()).copy()
+        offset, size, stride = _checked_view(self, len(flat), max_elements, f"{source}: tensor '{name}'")
+        if not size:
+            return flat[offset : offset + 1].reshape(()).copy()
+        if 0 in size:
+            return np.zeros(size, dtype=flat.dtype)
         itemsize = flat.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            flat[self.offset :],
-            shape=self.size,
-            strides=tuple(s * itemsize for s in self.stride),
-        )
+        view = np.lib.stride_tricks.as_strided(flat[offset:], shape=size, strides=tuple(s * itemsize for s in stride))
         return np.ascontiguousarray(view)
 
 
-def _rebuild_tensor(storage: _Storage, offset: int, size: Any, stride: Any, *_: Any) -> _PendingTensor:
-    return _PendingTensor(storage, int(offset), tuple(size), tuple(stride))
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _rebuild_parameter(tensor: _PendingTensor, *_: Any) -> _PendingTensor:
+def _checked_view(
+    tensor: _PendingTensor, n_stored: int, max_elements: int, subject: str
+) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """Offset, size and stride of a tensor, refused unless every element it views is inside its storage."""
+    offset, size, stride = tensor.offset, tensor.size, tensor.stride
+    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)):
+        message = f"{subject}: malformed size {size!r} or stride {stride!r}"
+        raise WeightsFormatError(message)
+    if not (_is_count(offset) and all(map(_is_count, size)) and all(map(_is_count, stride))):
+        message = (
+            f"{subject}: offset, size and stride must be non-negative integers, got {offset!r}, {size!r}, {stride!r}"
+        )
+        raise WeightsFormatError(message)
+    n_elements = int(np.prod(size, dtype=object)) if size else 1
+    if n_elements > max_elements:
+        message = f"{subject}: {n_elements} elements, more than the file can hold"
+        raise WeightsFormatError(message)
+    # The last element a view reaches: offset + sum((size - 1) * stride); an empty view reaches none.
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if n_elements else offset - 1
+    if last >= n_stored:
+        message = (
+            f"{subject}: its view (offset {offset}, size {size}, stride {stride}) reaches element {last} "
+            f"of a storage of {n_stored}"
+        )
+        raise WeightsFormatError(message)
+    return offset, size, stride
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> _PendingTensor:
+    if not isinstance(storage, _Storage):
+        message = f"a tensor rebuilt from {type(storage).__name__}, not a storage"
+        raise WeightsFormatError(message)
+    return _PendingTensor(storage, offset, size, stride)
+
+
+def _rebuild_parameter(tensor: Any, *_: Any) -> Any:
     return tensor
 
 
@@ -124,7 +159,7 @@ def _plain_load(file: BinaryIO, source: str) -> Any:
     return _RestrictedUnpickler(file, source, {}).load()
 
 
-def _finish(obj: Any, source: str) -> dict[str, np.ndarray]:
+def _finish(obj: Any, source: str, file_bytes: int) -> dict[str, np.ndarray]:
     if not isinstance(obj, dict):
         message = f"{source}: expected a state dict, found {type(obj).__name__}"
         raise WeightsFormatError(message)
@@ -133,12 +168,23 @@ def _finish(obj: Any, source: str) -> dict[str, np.ndarray]:
     state: dict[str, np.ndarray] = {}
     for name, value in obj.items():
         if isinstance(value, _PendingTensor):
-            state[str(name)] = value.materialize()
+            if value.storage.data is None:
+                message = f"{source}: tensor '{name}' has no storage data"
+                raise WeightsFormatError(message)
+            # Stride-0 (broadcast) views may hold more elements than their storage, never more than the file has bytes.
+            state[str(name)] = value.materialize(source, str(name), max(file_bytes, 1))
     return state
 
 
+def _storage_array(raw: bytes, dtype: np.dtype, source: str, key: str) -> np.ndarray:
+    if len(raw) % dtype.itemsize:
+        message = f"{source}: storage {key} holds {len(raw)} bytes, not a whole number of {dtype} elements"
+        raise WeightsFormatError(message)
+    return np.frombuffer(raw, dtype=dtype)
+
+
 def _load_zip(path: Path) -> dict[str, np.ndarray]:
-    source = str(path)
+    source, file_bytes = str(path), path.stat().st_size
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
@@ -146,6 +192,7 @@ def _load_zip(path: Path) -> dict[str, np.ndarray]:
             message = f"{source}: zip file without data.pkl; not a PyTorch checkpoint"
             raise WeightsFormatError(message)
         prefix = pickles[0][: -len("data.pkl")]
+        _check_member_sizes(archive, file_bytes, source)
         storages: dict[str, _Storage] = {}
         with archive.open(pickles[0]) as handle:
             obj = _RestrictedUnpickler(io.BytesIO(handle.read()), source, storages).load()
@@ -153,15 +200,32 @@ def _load_zip(path: Path) -> dict[str, np.ndarray]:
         if prefix + "byteorder" in names:
             byteorder = archive.read(prefix + "byteorder").decode().strip()
         for key, storage in storages.items():
-            raw = archive.read(f"{prefix}data/{key}")
+            member = f"{prefix}data/{key}"
+            if member not in names:
+                message = f"{source}: storage {key} is missing from the archive"
+                raise WeightsFormatError(message)
             dtype = np.dtype(storage.dtype).newbyteorder("<" if byteorder == "little" else ">")
-            storage.data = np.frombuffer(raw, dtype=dtype).astype(storage.dtype)
-    return _finish(obj, source)
+            storage.data = _storage_array(archive.read(member), dtype, source, key).astype(storage.dtype)
+    return _finish(obj, source, file_bytes)
+
+
+def _check_member_sizes(archive: zipfile.ZipFile, file_bytes: int, source: str) -> None:
+    """torch stores members uncompressed: a member claiming more bytes than the file has is malformed."""
+    for info in archive.infolist():
+        if info.flag_bits & 0x1:
+            message = f"{source}: member {info.filename} is encrypted; not a PyTorch checkpoint"
+            raise WeightsFormatError(message)
+        if info.file_size > file_bytes:
+            message = (
+                f"{source}: member {info.filename} claims {info.file_size} bytes, more than the file's {file_bytes}"
+            )
+            raise WeightsFormatError(message)
 
 
 def _load_legacy(path: Path) -> dict[str, np.ndarray]:
-    source = str(path)
-    with open(path, "rb") as handle:
+    source, file_bytes = str(path), path.stat().st_size
+    # From memory: a crafted pickle length then reads what there is, instead of allocating what it claims.
+    with io.BytesIO(path.read_bytes()) as handle:
         try:
             magic = _plain_load(handle, source)
         except (pickle.UnpicklingError, EOFError, ValueError) as error:
@@ -178,16 +242,50 @@ def _load_legacy(path: Path) -> dict[str, np.ndarray]:
         storages: dict[str, _Storage] = {}
         obj = _RestrictedUnpickler(handle, source, storages).load()
         keys = _plain_load(handle, source)
+        if not isinstance(keys, list):
+            message = f"{source}: the storage key list is a {type(keys).__name__}"
+            raise WeightsFormatError(message)
         for key in keys:
-            storage = storages[str(key)]
-            (count,) = struct.unpack("<q", handle.read(8))
+            storage = storages.get(str(key))
+            if storage is None:
+                message = f"{source}: storage {key} is listed but no tensor uses it"
+                raise WeightsFormatError(message)
+            header = handle.read(8)
+            if len(header) != 8:
+                message = f"{source}: truncated storage {key}"
+                raise WeightsFormatError(message)
+            (count,) = struct.unpack("<q", header)
             itemsize = np.dtype(storage.dtype).itemsize
+            if not 0 <= count * itemsize <= file_bytes:  # checked before reading: a crafted count allocates nothing
+                message = f"{source}: storage {key} claims {count} elements, more than the file holds"
+                raise WeightsFormatError(message)
             raw = handle.read(count * itemsize)
             if len(raw) != count * itemsize:
                 message = f"{source}: truncated storage {key}"
                 raise WeightsFormatError(message)
             storage.data = np.frombuffer(raw, dtype=storage.dtype)
-    return _finish(obj, source)
+    return _finish(obj, source, file_bytes)
+
+
+# What the pickle machinery raises on a malformed stream (opcodes out of place, wrong argument types).
+_MALFORMED = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    struct.error,
+    RecursionError,
+    UnicodeDecodeError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,
+    OSError,  # zipfile seeking to an offset a damaged header gives
+    MemoryError,
+    OverflowError,
+)
 
 
 def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
@@ -208,8 +306,10 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     Raises
     ------
     WeightsFormatError
-        If the file is not a state dict, or its pickle names a global outside the
-        allow-list (the sign of a file that would run code when loaded by torch).
+        If the file is not a state dict, is malformed (a tensor view outside its
+        storage, a storage larger than the file, a damaged pickle), or its pickle
+        names a global outside the allow-list (the sign of a file that would run
+        code when loaded by torch).
 
     Examples
     --------
@@ -222,6 +322,10 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         message = f"{path}: no such weights file"
         raise WeightsFormatError(message)
-    if zipfile.is_zipfile(path):
-        return _load_zip(path)
-    return _load_legacy(path)
+    try:
+        return _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
+    except WeightsFormatError:
+        raise
+    except _MALFORMED as error:
+        message = f"{path}: not a valid PyTorch state dict ({type(error).__name__}: {error})"
+        raise WeightsFormatError(message) from error

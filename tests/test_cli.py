@@ -396,7 +396,7 @@ def test_cli_train_table_and_json(tmp_path: Path, tmp_path_factory: pytest.TempP
     """Check that train prints its summary line, or with --format json a JSON object, and saves the model."""
     tree = session_tree(tmp_path_factory)
     codes_cache = session_cache(tmp_path_factory)
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.skops"
     result = _invoke("-q", "train", tree, "--head", "logistic", "--cv", "3", "-o", model, "--cache", codes_cache)
     assert result.exit_code == 0
     pattern = (
@@ -415,7 +415,7 @@ def test_cli_train_with_fixed_params(tmp_path: Path, tmp_path_factory: pytest.Te
     """Check that `--param C=0.001` fixes the head's hyperparameter instead of searching."""
     tree = session_tree(tmp_path_factory)
     codes_cache = session_cache(tmp_path_factory)
-    model = tmp_path / "fixed.joblib"
+    model = tmp_path / "fixed.skops"
     result = _invoke("-q", "train", tree, "--param", "C=0.001", "-o", model, "--cache", codes_cache)
     assert result.exit_code == 0 and "cross-validated" not in result.stdout
     head = cnncodes.load_model(model).pipeline.named_steps["head"]
@@ -426,7 +426,7 @@ def test_cli_train_unknown_param_is_one_line_error(tmp_path: Path, tmp_path_fact
     """Check that a hyperparameter the head lacks fails with exit code 1 and one line."""
     tree = session_tree(tmp_path_factory)
     codes_cache = session_cache(tmp_path_factory)
-    result = _fails("-q", "train", tree, "--param", "alpha=1", "-o", tmp_path / "m.joblib", "--cache", codes_cache)
+    result = _fails("-q", "train", tree, "--param", "alpha=1", "-o", tmp_path / "m.skops", "--cache", codes_cache)
     assert result.exit_code == 1
     assert result.stderr == "Error: The head 'logistic' has no parameter 'alpha'; its main one is C.\n"
 
@@ -434,7 +434,7 @@ def test_cli_train_unknown_param_is_one_line_error(tmp_path: Path, tmp_path_fact
 def test_cli_train_malformed_param_is_a_usage_error(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Check that --param without NAME=VALUE is a usage error (exit code 2) naming the option."""
     tree = session_tree(tmp_path_factory)
-    result = _fails("train", tree, "--param", "C", "-o", tmp_path / "m.joblib")
+    result = _fails("train", tree, "--param", "C", "-o", tmp_path / "m.skops")
     assert result.exit_code == 2
     assert result.stderr.endswith("Error: Invalid value for '--param': expected NAME=VALUE, got 'C'\n")
 
@@ -442,7 +442,7 @@ def test_cli_train_malformed_param_is_a_usage_error(tmp_path: Path, tmp_path_fac
 def test_cli_train_unlabelled_folder_is_one_line_error(tmp_path: Path) -> None:
     """Check that training on a folder without class subfolders fails in one line."""
     (tmp_path / "flat").mkdir()
-    result = _fails("-q", "train", tmp_path / "flat", "-o", tmp_path / "m.joblib")
+    result = _fails("-q", "train", tmp_path / "flat", "-o", tmp_path / "m.skops")
     assert result.exit_code == 1
     assert result.stderr == (
         f"Error: {tmp_path / 'flat'}: no labels; give a folder with one subfolder per class, "

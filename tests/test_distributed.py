@@ -133,3 +133,52 @@ def test_core_works_without_dask() -> None:
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.startswith("MissingExtraError True running on dask needs dask.distributed (")
     assert completed.stdout.endswith("); install it with: pip install 'cnncodes[dask]'\n")
+
+
+@pytest.mark.parametrize("address", ["local:0", "local:x", "local:-2"])
+def test_local_cluster_size_is_checked_in_one_line(address: str, tmp_path: Path) -> None:
+    """Check that local:0 and local:x are one line naming the address (not ZeroDivisionError or ValueError)."""
+    from click.testing import CliRunner
+
+    from cnncodes.cli import cli
+
+    expected = f"{address}: the number of dask workers must be a positive integer, as in local:2"
+    result = CliRunner().invoke(cli, ["-q", "extract", str(tmp_path), "--dask", address, "--cache", str(tmp_path)])
+    assert (result.exit_code, result.stderr) == (1, f"Error: {expected}\n")
+
+
+def test_unreachable_scheduler_fails_before_extracting(tmp_path: Path) -> None:
+    """Check that a scheduler address nothing listens on fails at once in one line, before train extracts codes."""
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: connecting to it is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    expected = f"{address}: cannot reach the dask scheduler (Connection refused)"
+    with pytest.raises(cnncodes.CnnCodesError, match=re.escape(expected)):
+        cnncodes.train(HYMENOPTERA / "val", client=address, codes=cnncodes.CNNCodes(cache=str(tmp_path / "cache")))
+    assert not (tmp_path / "cache").exists()  # nothing was extracted first
+
+
+def test_killed_worker_is_one_line() -> None:
+    """Check that a task that kills every worker it runs on until the scheduler gives up is one line, not a trace."""
+    import dask
+
+    from cnncodes.distributed import connect
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+            with Client(cluster) as dask_client:
+                with pytest.raises(cnncodes.CnnCodesError, match="^dask: a task kept killing its workers and the"):
+                    with connect(dask_client) as connected:
+                        connected.submit(os._exit, 1, pure=False).result()
+
+
+def test_partition_size_follows_the_work() -> None:
+    """Check the default task size: about four tasks per worker (2,000 images on 2 workers: 8 tasks), capped."""
+    from cnncodes.distributed import partition_size_for
+
+    assert partition_size_for(2000, 2) == 250 and partition_size_for(5, 4) == 1 and partition_size_for(10**7, 1) == 2000
+    with pytest.raises(InputError, match=re.escape("The 'partition_size' parameter must be a positive int or None.")):
+        cnncodes.extract([], client=object(), partition_size=0, cache=False)

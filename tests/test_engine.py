@@ -180,3 +180,20 @@ def test_extraction_plan_completed_by_another_process(image_dir: Path, cache_pat
     assert result.failures[1][1] == "cannot read file (No such file or directory)" and result.n_from_cache == 2
     serial = Extractor(ExtractionOptions(layer="stage4"), cache=False).run(paths[:5])
     np.testing.assert_array_equal(result.codes, serial.codes)
+
+
+def test_extractor_refuses_a_grid_larger_than_the_tap(image_dir: Path) -> None:
+    """Check that --grid N above the tap's spatial size is one line naming the tap and its size, not huge codes."""
+    from click.testing import CliRunner
+
+    from cnncodes.cli import cli
+
+    expected = (
+        "The 'grid' parameter must be at most 14, the size of tap 'stage4' of efficientnet_lite0 (14 x 14). "
+        "Got 200 instead."
+    )
+    with pytest.raises(InputError, match=re.escape(expected)):
+        Extractor(ExtractionOptions(layer="stage4", grid=200), cache=False, progress=False)
+    assert Extractor(ExtractionOptions(layer="stage4", grid=14), cache=False, progress=False).n_features == 80 * 14 * 14
+    result = CliRunner().invoke(cli, ["extract", str(image_dir), "--layer", "stage4", "--grid", "200", "--no-cache"])
+    assert (result.exit_code, result.stderr) == (1, f"Error: {expected}\n")

@@ -76,7 +76,7 @@ def test_url_card_file_fetched_on_first_use_or_on_request(models: Path, tiny_onn
         path.unlink()
         assert fetch_model("served", progress=False) == path
     assert path.read_bytes() == data
-    assert sorted(p.name for p in models.iterdir()) == ["served.json", "served.onnx"]
+    assert sorted(p.name for p in models.iterdir()) == ["served.json", "served.onnx", "served.onnx.source"]
     assert ensure_model_file(get_backbone("served")) == path  # the server is gone: no second download
     assert next(row for row in list_models() if row.name == "served").present
 
@@ -167,7 +167,7 @@ def test_export_model_weights_with_wrong_hash_leave_nothing(models: Path) -> Non
         expected = f"{url}: sha256 mismatch (expected deadbeef, got {digest}); nothing was saved"
         with pytest.raises(DownloadError, match=re.escape(expected)):
             export_model("resnet18", weights=url)
-    assert list((models / "weights").iterdir()) == []
+    assert [p for p in (models / "weights").rglob("*") if p.is_file()] == []
 
 
 def test_export_model_card_joins_the_zoo(models: Path, tmp_path: Path) -> None:
@@ -179,3 +179,43 @@ def test_export_model_card_joins_the_zoo(models: Path, tmp_path: Path) -> None:
     other, other_card = export_model("mobilenet_v2", weights="random", path=tmp_path / "elsewhere" / "mine.onnx")
     assert other_card["onnx_file"] == "mine.onnx"
     assert sorted(p.name for p in other.parent.iterdir()) == ["mine.json", "mine.onnx"]
+
+
+@pytest.mark.parametrize("onnx_file", ["../../escaped.onnx", "/tmp/absolute.onnx", "sub/dir.onnx", "..", ""], ids=str)
+def test_card_onnx_file_must_be_a_plain_name(models: Path, onnx_file: str) -> None:
+    """Check that a card whose onnx_file could point outside the models folder is refused, naming the card."""
+    _url_card(models, "http://127.0.0.1:9/served.onnx", "0" * 64)
+    card = json.loads((models / "served.json").read_text())
+    (models / "served.json").write_text(json.dumps({**card, "onnx_file": onnx_file}))
+    expected = f"{models / 'served.json'}: onnx_file {onnx_file!r} must be a plain file name inside the models folder"
+    with pytest.raises(ModelFileError, match=re.escape(expected)):
+        fetch_model("served", progress=False)
+    assert sorted(p.name for p in models.parent.iterdir()) == ["models"]  # nothing written beside it
+
+
+def test_url_without_checksum_is_unverified_and_cached_by_url(
+    models: Path, tiny_onnx: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Check that a card without sha256 warns that the download is unverified, and a file of the same name fetched
+    from another URL is fetched again, not served."""
+    data = tiny_onnx.read_bytes()
+    with LocalServer({"/a/served.onnx": data, "/b/served.onnx": data + b"\0"}) as server:
+        _url_card(models, f"{server.url}/a/served.onnx", "")
+        with caplog.at_level("WARNING", logger="cnncodes"):
+            path = fetch_model("served", progress=False)
+        expected = f"served: no sha256 given for {server.url}/a/served.onnx; the download is unverified"
+        assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [expected]
+        assert ensure_model_file(get_backbone("served")) == path and path.read_bytes() == data
+        _url_card(models, f"{server.url}/b/served.onnx", "")  # same file name, another URL
+        assert ensure_model_file(get_backbone("served")).read_bytes() == data + b"\0"
+
+
+def test_weights_downloads_are_cached_by_url(models: Path) -> None:
+    """Check that two weight URLs ending in the same file name are two cached files, each its own bytes."""
+    from cnncodes.modelfiles import _weights_file
+
+    with LocalServer({"/a/w.pth": b"first", "/b/w.pth": b"second"}) as server:
+        first = _weights_file("resnet18", f"{server.url}/a/w.pth")
+        second = _weights_file("resnet18", f"{server.url}/b/w.pth")
+    assert first != second and (first.read_bytes(), second.read_bytes()) == (b"first", b"second")
+    assert first.parent.parent == second.parent.parent == models / "weights"

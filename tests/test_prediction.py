@@ -54,7 +54,7 @@ def test_predict_agrees_with_the_pipeline(trained: Path, shared_cache: Path) -> 
 
 def test_predict_decision_scores_for_svm(shared_cache: Path, tmp_path: Path, tmp_path_factory) -> None:
     """Check that a head without probabilities reports decision scores and says so."""
-    path = tmp_path / "svm.joblib"
+    path = tmp_path / "svm.skops"
     codes = CNNCodes(cache=str(shared_cache))
     cnncodes.train(session_tree(tmp_path_factory), head="linear-svm", codes=codes, cv=3, output=path)
     result = cnncodes.predict(path, [sorted((HYMENOPTERA / "val" / "ants").glob("*.jpg"))[0]], cache=str(shared_cache))
@@ -121,3 +121,38 @@ def test_class_scores_kind_and_shape(head, kind: str) -> None:
     scores, found = class_scores(head, X)
     assert found == kind and scores.shape == (4, 2)
     np.testing.assert_array_equal(np.argmax(scores, axis=1), head.predict(X))
+
+
+@pytest.mark.parametrize("head", ["logistic", "linear-svm"])
+def test_predict_and_evaluate_map_columns_through_the_heads_classes(
+    shared_cache: Path, tmp_path_factory: pytest.TempPathFactory, head: str
+) -> None:
+    """Check a model whose head learned classes [0, 2] of three names (an empty middle class, as models trained
+    before the empty-class check have): a bee is 'bees', not the empty 'bats', and macro F1 leaves 'bats' out."""
+    from sklearn.pipeline import Pipeline
+
+    from cnncodes.persist import ModelBundle
+    from cnncodes.training import load_labelled_codes
+
+    labelled = load_labelled_codes(session_tree(tmp_path_factory), CNNCodes(cache=str(shared_cache)))
+    fitted = cnncodes.make_head(head, cv=None).fit(labelled.X, np.where(labelled.y == 1, 2, 0))
+    names = ["ants", "bats", "bees"]
+    bundle = ModelBundle(
+        Pipeline([("codes", labelled.codes), ("head", fitted)]), names, labelled.spec, "efficientnet_lite0", "0" * 64
+    )
+    bees = sorted((HYMENOPTERA / "val" / "bees").glob("*.jpg"))[:3]
+    result = cnncodes.predict(bundle, bees, top_k=3, cache=str(shared_cache))
+    assert [p.top[0][0] for p in result.predictions] == ["bees"] * 3
+    assert [name for name, _ in result.predictions[0].top][2] == "bats"  # the unlearned class ranks last
+    report = cnncodes.evaluate(bundle, session_tree(tmp_path_factory), cache=str(shared_cache)).report
+    assert report.class_names == ["ants", "bees"]
+    assert report.macro_f1 == pytest.approx(np.mean([row["f1"] for row in report.per_class]))
+
+
+def test_predict_refuses_zero_workers_and_threads(trained: Path) -> None:
+    """Check that n_workers=0 and n_threads=0 are refused in one line, not silently the default."""
+    image = sorted((HYMENOPTERA / "val" / "bees").glob("*.jpg"))[0]
+    for name in ("n_workers", "n_threads"):
+        expected = f"The '{name}' parameter of CNNCodes must be a positive int or None. Got 0 instead."
+        with pytest.raises(InputError, match=re.escape(expected)):
+            cnncodes.predict(trained, [image], cache=False, **{name: 0})

@@ -48,7 +48,7 @@ def beside_shared(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monk
 def test_readme_command_lines_found() -> None:
     """Check that the README's command lines are found, command 1's train and evaluate among them."""
     assert len(COMMAND_LINES) >= 20
-    assert ["train", "../shared/data/hymenoptera/train", "-o", "model.joblib"] in COMMAND_LINES
+    assert ["train", "../shared/data/hymenoptera/train", "-o", "model.skops"] in COMMAND_LINES
 
 
 @pytest.mark.parametrize("words", COMMAND_LINES, ids=[" ".join(words)[:70] for words in COMMAND_LINES])

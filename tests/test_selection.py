@@ -161,3 +161,69 @@ def test_default_layer_sets_are_the_spatial_taps_then_the_default() -> None:
     expected = [t.name for t in spec.taps if t.is_spatial and t.name != "head"] + ["penultimate"]
     assert default_layer_sets("efficientnet_lite0") == expected
     assert expected[:2] == ["stage1", "stage2"] and "logits" not in expected
+
+
+def _facade_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Importing the module cnncodes.sweep (above) makes the package attribute 'sweep' that module, not the function
+    # the CLI calls: put the function back, as a fresh process has it.
+    monkeypatch.setattr(cnncodes, "sweep", sweep)
+
+
+def test_sweep_json_fields_by_value(
+    small_tree: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Check the --json rows field by field: pooling is a name, seconds are measured, the baseline is only its rows."""
+    from click.testing import CliRunner
+
+    from cnncodes.cli import cli
+
+    _facade_sweep(monkeypatch)
+    args = ["-q", "sweep", str(small_tree), "--layers", "penultimate", "--cv", "3", "--cache", str(shared_cache)]
+    result = CliRunner().invoke(cli, [*args, "--format", "json"], catch_exceptions=False)
+    document = json.loads(result.stdout)
+    rows = document["rows"]
+    assert len(rows) == 8 and {row["features"] for row in rows} == {"penultimate", BASELINE}
+    for row in rows:
+        assert set(row) == {
+            "model", "features", "head", "params", "n_features", "accuracy", "balanced_accuracy", "pooling",
+            "accuracy_std", "balanced_accuracy_std", "seconds",
+        }  # fmt: skip
+        assert row["pooling"] == ("none" if row["features"] == BASELINE else "avg")
+        assert row["seconds"] > 0 and 0 <= row["accuracy"] <= 1 and 0 <= row["balanced_accuracy_std"] <= 0.5
+        assert row["head"] == "logistic" and set(row["params"]) == {"C"} and isinstance(row["params"]["C"], float)
+    assert document["best"]["features"] == "penultimate"
+    swept = sweep(small_tree, layers=["penultimate"], cv=3, codes=CNNCodes(cache=str(shared_cache)))
+    assert swept.baseline is not None and swept.baseline.features == BASELINE and swept.baseline.model == "-"
+
+
+def test_sweep_degenerate_data_is_one_line(tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check one image per class, an invalid --groups regex and a pattern finding one group: one line each."""
+    from tests.test_training import _fails, _tree
+
+    _facade_sweep(monkeypatch)
+    tree = _tree(tmp_path / "tree", {"ants": 1, "bees": 1})
+    code, stderr = _fails("sweep", tree, "--layers", "penultimate", "--cache", shared_cache)
+    expected = "class 'ants' has 1 image; --cv 5 needs at least 2 per class: add images"
+    assert (code, stderr) == (1, f"Error: {expected}\n")
+    code, stderr = _fails("sweep", tree, "--groups", "(", "--cache", tmp_path / "never")
+    expected = "The 'groups' pattern '(' is not a regular expression (missing ), unterminated subpattern at position 0)"
+    assert (code, stderr) == (1, f"Error: {expected}\n") and not (tmp_path / "never").exists()
+    small = _tree(tmp_path / "small", {"ants": 3, "bees": 3})
+    code, stderr = _fails(
+        "sweep", small, "--layers", "penultimate", "--cv", "3", "--groups", r"\.jpg$", "--cache", shared_cache
+    )
+    expected = (
+        "The 'groups' pattern '\\\\.jpg$' finds one group ('.jpg') in every file name; group folds need at least 2"
+    )
+    assert (code, stderr[: len(expected) + 7]) == (1, f"Error: {expected}")
+
+
+def test_sweep_never_recommends_a_nan_row() -> None:
+    """Check that a row that could not be scored (NaN) ranks last and is never the best or the recommendation."""
+    from cnncodes.sweep import SweepRow, _rank
+
+    nan = SweepRow("efficientnet_lite0", "stage4", "logistic", {"C": 1.0}, 80, float("nan"), float("nan"))
+    good = SweepRow("efficientnet_lite0", "penultimate", "logistic", {"C": 0.1}, 1280, 0.9, 0.88)
+    rows = sorted([nan, good], key=_rank)
+    result = SweepResult(rows, "3-fold stratified CV", 40, ["ants", "bees"])
+    assert result.rows == [good, nan] and result.best is good and "nan" not in result.recommendation()

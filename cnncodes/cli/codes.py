@@ -15,6 +15,7 @@ from .options import (
     apply_options,
     cache_dir_option,
     code_options,
+    declared_option,
     dask_option,
     format_option,
     library_errors,
@@ -34,6 +35,7 @@ from .root import cli
 @run_options
 @click.option("--strict", is_flag=True, help="Stop at the first bad image (on_error='raise').")
 @dask_option
+@declared_option("partition_size")
 @report_option
 @format_option("table", "json")
 @library_errors
@@ -42,6 +44,7 @@ def extract(
     output: Path | None,
     strict: bool,
     dask_address: str | None,
+    partition_size: int | None,
     report_dir: Path | None,
     output_format: str,
     **options: Any,
@@ -66,6 +69,7 @@ def extract(
         progress=False if as_json or is_quiet() else None,
         output=output,
         client=dask_address,
+        partition_size=partition_size,
         report_dir=report_dir,
     )
     echo_failures(result.failures)

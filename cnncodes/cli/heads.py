@@ -22,6 +22,7 @@ from .options import (
     library_option,
     parse_params,
     report_option,
+    trust_option,
     run_options,
 )
 from .render import as_inputs, echo_failures, emit_json, exit_if_failed, render_predictions, table
@@ -32,7 +33,7 @@ from .root import cli
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @library_option("--head", library=("train", "head"), type=click.Choice(sorted(params.HEAD_NAMES)))
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (joblib)."
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file (.skops)."
 )
 @code_options
 @run_options
@@ -66,7 +67,7 @@ def train(
 
     \b
     Example:
-        cnncodes train ../shared/data/hymenoptera/train --head linear-svm -o model.joblib
+        cnncodes train ../shared/data/hymenoptera/train --head linear-svm -o model.skops
     """
     result = cnncodes.train(
         as_inputs(data),
@@ -97,6 +98,7 @@ def train(
 @click.argument("data", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @report_option
 @run_options
+@trust_option
 @format_option("table", "json")
 @library_errors
 def evaluate(
@@ -108,7 +110,7 @@ def evaluate(
 
     \b
     Example:
-        cnncodes evaluate model.joblib ../shared/data/hymenoptera/val --report report/
+        cnncodes evaluate model.skops ../shared/data/hymenoptera/val --report report/
     """
     result = cnncodes.evaluate(model_file, as_inputs(data), report_dir=report_dir, **options)
     echo_failures(result.failures)
@@ -124,6 +126,7 @@ def evaluate(
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @library_option("--top-k", library=("predict", "top_k"), type=click.IntRange(min=1), help="Classes per image.")
 @run_options
+@trust_option
 @format_option("table", "csv", "json")
 @library_errors
 def predict(model_file: Path, images: tuple[Path, ...], top_k: int, output_format: str, **options: Any) -> None:
@@ -131,7 +134,7 @@ def predict(model_file: Path, images: tuple[Path, ...], top_k: int, output_forma
 
     \b
     Example:
-        cnncodes predict model.joblib photo.jpg more_photos/ --top-k 2 --format json
+        cnncodes predict model.skops photo.jpg more_photos/ --top-k 2 --format json
     """
     result = cnncodes.predict(model_file, list(images), top_k=top_k, **options)
     echo_failures(result.failures)

@@ -42,7 +42,7 @@ def empty_as_none(context: click.Context, option: click.Parameter, value: tuple[
 
 def declared_option(name: str) -> Callable[[Command], Command]:
     """The click option of one declared parameter: flags, type, default and help all from the declaration."""
-    parameter = params.PARAMETERS[name]
+    parameter = params.PARAMETERS[name] if name in params.PARAMETERS else params.CLUSTER_PARAMETERS[name]
     flags = FLAGS.get(name, (parameter.option,))
     settings: dict[str, Any] = {"default": parameter.default, "show_default": parameter.default is not None}
     settings["help"] = declared_help(parameter)
@@ -155,6 +155,16 @@ def dask_option(function: Command) -> Command:
         default=None,
         metavar="ADDRESS|local:N",
         help="Run on a dask cluster: a scheduler address or local:N worker processes (needs cnncodes[dask]).",
+    )(function)
+
+
+def trust_option(function: Command) -> Command:
+    return click.option(
+        "--trust",
+        "trusted",
+        is_flag=True,
+        help="Also read a joblib model file (the first model format). "
+        "WARNING: joblib (pickle) files run code when loaded; use only for files you made.",
     )(function)
 
 
