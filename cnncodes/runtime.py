@@ -198,7 +198,7 @@ def _attempts(
     io_spec: _ModelIO,
     max_batch_of: dict[str, int],
     make_options: Callable[[], Any],
-    precision: str,
+    precision: str = "fp32",
 ) -> Iterator[Attempt]:
     """The attempts for ``device`` whose provider is in this build, made only when reached."""
     chain = fallback_chain(device)
@@ -235,7 +235,7 @@ def _open(
     optimization: str,
     batch_size: int | None,
     n_views: int,
-    precision: str,
+    precision: str = "fp32",
 ) -> tuple[ort.InferenceSession, ProviderChoice, _ModelIO]:
     check_parameter("device", device)
     check_parameter("optimization", optimization)

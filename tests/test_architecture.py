@@ -14,6 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "cnncodes"
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
+SUBPACKAGES = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py") if p.parent.name != "models_onnx")
+# every source file of the package, subpackages included, as a path relative to it
+SOURCE_FILES = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
 HEAVY = ("onnxruntime", "onnx", "h5py", "sklearn", "matplotlib", "numpy", "dask", "torch")
 SOURCES = ("cnncodes", "tests", "scripts")
 
@@ -45,7 +48,7 @@ def test_import_linter_contracts_kept() -> None:
 def test_layers_contract_names_every_module() -> None:
     """Check that every module of the package has a layer and every layer names a module that exists."""
     layered = _contract_layers()
-    assert sorted(set(MODULES) - {"__init__"}) == sorted(layered)
+    assert sorted({*MODULES, *SUBPACKAGES} - {"__init__"}) == sorted(layered)
 
 
 def test_import_cnncodes_and_cli_load_no_heavy_library() -> None:
@@ -69,10 +72,10 @@ def test_cli_help_loads_no_heavy_library() -> None:
     assert json.loads(completed.stdout.splitlines()[-1]) == []
 
 
-@pytest.mark.parametrize("module", MODULES)
+@pytest.mark.parametrize("module", SOURCE_FILES)
 def test_module_opens_with_one_line_docstring(module: str) -> None:
-    """Check that every module opens with a one-line docstring of its responsibility."""
-    docstring = ast.get_docstring(ast.parse((PACKAGE / f"{module}.py").read_text()))
+    """Check that every module (subpackages' too) opens with a one-line docstring of its responsibility."""
+    docstring = ast.get_docstring(ast.parse((PACKAGE / module).read_text()))
     assert docstring and docstring.splitlines()[0].endswith("."), module
 
 
