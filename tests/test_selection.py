@@ -163,21 +163,12 @@ def test_default_layer_sets_are_the_spatial_taps_then_the_default() -> None:
     assert expected[:2] == ["stage1", "stage2"] and "logits" not in expected
 
 
-def _facade_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Importing the module cnncodes.sweep (above) makes the package attribute 'sweep' that module, not the function
-    # the CLI calls: put the function back, as a fresh process has it.
-    monkeypatch.setattr(cnncodes, "sweep", sweep)
-
-
-def test_sweep_json_fields_by_value(
-    small_tree: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sweep_json_fields_by_value(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:
     """Check the --json rows field by field: pooling is a name, seconds are measured, the baseline is only its rows."""
     from click.testing import CliRunner
 
     from cnncodes.cli import cli
 
-    _facade_sweep(monkeypatch)
     args = ["-q", "sweep", str(small_tree), "--layers", "penultimate", "--cv", "3", "--cache", str(shared_cache)]
     result = CliRunner().invoke(cli, [*args, "--format", "json"], catch_exceptions=False)
     document = json.loads(result.stdout)
@@ -186,7 +177,7 @@ def test_sweep_json_fields_by_value(
     for row in rows:
         assert set(row) == {
             "model", "features", "head", "params", "n_features", "accuracy", "balanced_accuracy", "pooling",
-            "accuracy_std", "balanced_accuracy_std", "seconds",
+            "precision", "accuracy_std", "balanced_accuracy_std", "seconds",
         }  # fmt: skip
         assert row["pooling"] == ("none" if row["features"] == BASELINE else "avg")
         assert row["seconds"] > 0 and 0 <= row["accuracy"] <= 1 and 0 <= row["balanced_accuracy_std"] <= 0.5
@@ -196,11 +187,10 @@ def test_sweep_json_fields_by_value(
     assert swept.baseline is not None and swept.baseline.features == BASELINE and swept.baseline.model == "-"
 
 
-def test_sweep_degenerate_data_is_one_line(tmp_path: Path, shared_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sweep_degenerate_data_is_one_line(tmp_path: Path, shared_cache: Path) -> None:
     """Check one image per class, an invalid --groups regex and a pattern finding one group: one line each."""
     from tests.test_training import _fails, _tree
 
-    _facade_sweep(monkeypatch)
     tree = _tree(tmp_path / "tree", {"ants": 1, "bees": 1})
     code, stderr = _fails("sweep", tree, "--layers", "penultimate", "--cache", shared_cache)
     expected = "class 'ants' has 1 image; --cv 5 needs at least 2 per class: add images"
@@ -220,7 +210,7 @@ def test_sweep_degenerate_data_is_one_line(tmp_path: Path, shared_cache: Path, m
 
 def test_sweep_never_recommends_a_nan_row() -> None:
     """Check that a row that could not be scored (NaN) ranks last and is never the best or the recommendation."""
-    from cnncodes.sweep import SweepRow, _rank
+    from cnncodes.selection import SweepRow, _rank
 
     nan = SweepRow("efficientnet_lite0", "stage4", "logistic", {"C": 1.0}, 80, float("nan"), float("nan"))
     good = SweepRow("efficientnet_lite0", "penultimate", "logistic", {"C": 0.1}, 1280, 0.9, 0.88)
