@@ -177,7 +177,7 @@ class FeatureSet:
             try:
                 with _reading(shard, SHARD_FORMAT) as handle:
                     keys = handle["keys"][:]
-            except (OSError, KeyError, CacheFormatError) as error:
+            except (OSError, KeyError, TypeError, AttributeError, CacheFormatError) as error:
                 warnings.warn(f"{shard}: skipped unreadable shard ({error}); run 'cnncodes cache verify'", stacklevel=2)
                 self._scanned.add(shard)
                 continue
@@ -207,15 +207,18 @@ class FeatureSet:
         for shard, pairs in by_shard.items():
             rows = np.array([row for row, _ in pairs])
             positions = [position for _, position in pairs]
-            with h5py.File(shard, "r") as handle:
-                dataset = handle["codes"]
-                if out is None:
-                    out = np.empty((len(keys), dataset.shape[1]), np.float32)
-                if len(rows) * 4 >= dataset.shape[0]:  # most of the shard: one contiguous read
-                    out[positions] = dataset[:][rows]
-                else:  # h5py wants increasing, unique indices
-                    unique_rows, inverse = np.unique(rows, return_inverse=True)
-                    out[positions] = dataset[unique_rows][inverse]
+            try:
+                with h5py.File(shard, "r") as handle:
+                    dataset = handle["codes"]
+                    if out is None:
+                        out = np.empty((len(keys), dataset.shape[1]), np.float32)
+                    if len(rows) * 4 >= dataset.shape[0]:  # most of the shard: one contiguous read
+                        out[positions] = dataset[:][rows]
+                    else:  # h5py wants increasing, unique indices
+                        unique_rows, inverse = np.unique(rows, return_inverse=True)
+                        out[positions] = dataset[unique_rows][inverse]
+            except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as error:  # (fuzzed)
+                raise CacheFormatError(f"{shard}: cannot read shard ({error})") from error
         if out is None:
             return np.empty((0, self.n_features or 0), np.float32)
         return out
@@ -497,7 +500,7 @@ def read_codes_file(path: Path | str, *, with_codes: bool = True) -> CodesFile:
             )
     except CacheFormatError:
         raise  # already one line naming the file
-    except OSError as error:
+    except (OSError, KeyError, ValueError, TypeError) as error:  # h5py's errors for damage (fuzzed: test_fuzz.py)
         message = f"{path}: cannot read codes file ({error})"
         raise CacheFormatError(message) from error
 

@@ -222,6 +222,10 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         message = f"{path}: no such weights file"
         raise WeightsFormatError(message)
-    if zipfile.is_zipfile(path):
-        return _load_zip(path)
-    return _load_legacy(path)
+    try:
+        return _load_zip(path) if zipfile.is_zipfile(path) else _load_legacy(path)
+    except WeightsFormatError:
+        raise
+    except Exception as error:  # any other damage (found by fuzzing: tests/test_fuzz.py) is this file's one line
+        message = f"{path}: not a readable PyTorch state dict ({type(error).__name__}: {error})"
+        raise WeightsFormatError(message) from error

@@ -182,13 +182,12 @@ def _codes_seed() -> bytes:
 
 
 def _model_seed() -> bytes:
-    import joblib
+    from sklearn.dummy import DummyClassifier
 
-    from cnncodes.persist import MODEL_FORMAT
+    from cnncodes.persist import ModelBundle, save_model
 
-    encoded = io.BytesIO()
-    joblib.dump({"format": MODEL_FORMAT, "format_version": 1, "bundle": None}, encoded)
-    return encoded.getvalue()
+    bundle = ModelBundle(DummyClassifier().fit([[0], [1]], [0, 1]), ["ant", "bee"], {}, "none", "0" * 64)
+    return save_model(bundle, _WORK / "seed.joblib").read_bytes()
 
 
 def seeds(target: str) -> list[bytes]:
@@ -224,6 +223,7 @@ def main(argv: list[str]) -> None:
             __import__(module)
     corpus = [flag for flag in flags if not flag.startswith("-")]
     for folder in corpus[:1]:  # after instrumenting: making seeds imports the readers
+        Path(folder).mkdir(parents=True, exist_ok=True)
         for index, seed in enumerate(seeds(target)):
             Path(folder, f"seed{index:03d}").write_bytes(seed)
     atheris.Setup([argv[0], *flags], TARGETS[target])
