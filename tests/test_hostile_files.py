@@ -130,3 +130,21 @@ def test_a_few_bytes_of_any_format_are_one_decode_error(name: str) -> None:
     for cut in range(1, 2048):
         with pytest.raises(cnncodes.ImageDecodeError, match=r"^<cut>: (cannot decode image|not an image)"):
             cnncodes.images.decode_image(data[:cut], pre, name="<cut>")
+
+
+def test_a_csv_listing_a_fifo_and_missing_files_runs_to_the_end(tmp_path: Path) -> None:
+    """Check that a CSV (Excel's BOM included) listing a FIFO, a folder and a missing file beside a real photo gives
+    the photo's codes and one failure per bad row, without waiting on the FIFO."""
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "folder.jpg").mkdir()
+    (tmp_path / "photo.jpg").write_bytes(EXIF_PHOTOS[0].read_bytes())
+    rows = "path,label\r\npipe.jpg,ant\r\nfolder.jpg,ant\r\ngone.jpg,bee\r\nphoto.jpg,bee\r\n"
+    (tmp_path / "list.csv").write_bytes(rows.encode("utf-8-sig"))
+    model = build_tiny_model(tmp_path / "tiny.onnx")
+    result = cnncodes.extract(tmp_path / "list.csv", model=str(model), layer="conv2", cache=False, progress=False)
+    assert result.paths == [str(tmp_path / "photo.jpg")] and result.labels.tolist() == [1]
+    assert result.failures == [
+        (str(tmp_path / "pipe.jpg"), "not a regular file (a FIFO)"),
+        (str(tmp_path / "folder.jpg"), "not a regular file (a folder)"),
+        (str(tmp_path / "gone.jpg"), "cannot read file (No such file or directory)"),
+    ]
