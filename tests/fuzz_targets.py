@@ -57,15 +57,23 @@ def fuzz_csv(data: bytes) -> None:
     content_keys([inputs.sources[i] for i in inside[:8]], [inputs.names[i] for i in inside[:8]])
 
 
-def fuzz_codes_file(data: bytes) -> None:
-    """Read ``data`` as a codes file (metadata and codes)."""
-    from cnncodes.cache import read_codes_file
+def _read_file(reader: Callable[[Path], object], name: str, data: bytes) -> None:
+    """Write ``data`` as the file ``name`` and hand it to ``reader``; the project's own errors are fine."""
     from cnncodes.errors import CnnCodesError
 
     try:
-        read_codes_file(_file("codes.h5", data))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reader(_file(name, data))
     except CnnCodesError:
         pass
+
+
+def fuzz_codes_file(data: bytes) -> None:
+    """Read ``data`` as a codes file (metadata and codes)."""
+    from cnncodes.cache import read_codes_file
+
+    _read_file(read_codes_file, "codes.h5", data)
 
 
 def fuzz_shard(data: bytes) -> None:
@@ -96,36 +104,22 @@ def fuzz_shard(data: bytes) -> None:
 def fuzz_card(data: bytes) -> None:
     """Parse ``data`` as a model card."""
     from cnncodes.backbones import _parse_card
-    from cnncodes.errors import CnnCodesError
 
-    try:
-        _parse_card(_file("card.json", data))
-    except CnnCodesError:
-        pass
+    _read_file(_parse_card, "card.json", data)
 
 
 def fuzz_weights(data: bytes) -> None:
     """Read ``data`` as a ``.pth`` state dict."""
-    from cnncodes.errors import CnnCodesError
     from cnncodes.weights import load_state_dict
 
-    try:
-        load_state_dict(_file("weights.pth", data))
-    except CnnCodesError:
-        pass
+    _read_file(load_state_dict, "weights.pth", data)
 
 
 def fuzz_model_file(data: bytes) -> None:
     """Load ``data`` as a saved model (without the backbone check, which needs a real backbone)."""
-    from cnncodes.errors import CnnCodesError
     from cnncodes.persist import load_model
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            load_model(_file("model.joblib", data), check_backbone=False)
-    except CnnCodesError:
-        pass
+    _read_file(lambda path: load_model(path, check_backbone=False), "model.joblib", data)
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

@@ -109,7 +109,7 @@ def test_hostile_entries_of_a_class_folder_fail_by_name_and_good_ones_work(tmp_p
 
 def test_decoding_closes_every_file(tmp_path: Path) -> None:
     """Check that decoding good, bad and refused files leaves no file open (ResourceWarning as an error)."""
-    files = make_hostile_files(tmp_path / "ants", EXIF_PHOTOS[0])
+    make_hostile_files(tmp_path / "ants", EXIF_PHOTOS[0])
     model = build_tiny_model(tmp_path / "tiny.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
