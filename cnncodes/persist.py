@@ -137,7 +137,7 @@ def load_model(path: Path | str, *, check_backbone: bool = True) -> ModelBundle:
     if version > MODEL_FORMAT_VERSION:
         raise ModelFileError(newer_format_message(path, "model", version, MODEL_FORMAT_VERSION))
     bundle: ModelBundle = document["bundle"]
-    if not isinstance(bundle, ModelBundle) or not isinstance(bundle.versions, dict):
+    if not isinstance(bundle, ModelBundle) or not isinstance(getattr(bundle, "versions", None), dict):
         raise ModelFileError(f"{path}: not a cnncodes model file (no model inside)")
     current = _versions()
     for package in _CHECKED_VERSIONS:

@@ -38,6 +38,11 @@ _ARTIFACT = re.compile(r"Test unit written to (\S+)")
 _EXCEPTION = re.compile(r"=== Uncaught Python exception: ===\n(.*)")
 
 
+def _kind(error: str) -> str:
+    """What makes two failures the same: the message without the numbers that vary (time, memory used)."""
+    return re.sub(r"\d+", "N", error.split(" (used:")[0])
+
+
 def run_target(
     target: str,
     *,
@@ -89,7 +94,7 @@ def run_target(
             kind = _EXCEPTION.search(log)
             error = kind.group(1) if kind else (re.findall(r"==\d+== ERROR: libFuzzer: (.*)", log) or ["?"])[0]
             found_list = timeouts if error.startswith("timeout") else crashes
-            if not any(crash["error"].split(" after ")[0] == error.split(" after ")[0] for crash in found_list):
+            if not any(_kind(crash["error"]) == _kind(error) for crash in found_list):
                 found_list.append({"error": error, "file": written[0]})  # the same failure again is not counted
         elif runs is None and finished is None:
             break
