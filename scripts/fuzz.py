@@ -74,6 +74,7 @@ def run_target(
         limit = [f"-runs={runs - executions}"] if runs is not None else [f"-max_total_time={int(left)}"]
         command = [sys.executable, "-m", "tests.fuzz_targets", target, *limit, f"-max_len={max_len}"]
         command += [f"-artifact_prefix={artifacts}/{target}-", "-rss_limit_mb=2048", f"-timeout={timeout_s}"]
+        command.append("-malloc_limit_mb=1073741824")  # one absurd malloc fails as MemoryError, which readers catch
         command.append(f"-seed={seed}")
         command.append(str(corpus))
         environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
