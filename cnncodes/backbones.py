@@ -155,10 +155,19 @@ def is_plain_file_name(name: object) -> bool:
 def _parse_card(path: Path) -> BackboneSpec:
     try:
         card = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(card, dict):
+            message = f"{path}: not a valid model card (a JSON object expected, got {type(card).__name__})"
+            raise ModelFileError(message)
         taps = tuple(TapSpec(**tap) for tap in card.pop("taps"))
         card["mean"], card["std"] = tuple(card["mean"]), tuple(card["std"])
         spec = BackboneSpec(taps=taps, **card)
-    except (ValueError, TypeError, KeyError, AttributeError) as error:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        RecursionError,
+    ) as error:  # RecursionError: JSON nested too deep
         message = f"{path}: not a valid model card ({error})"
         raise ModelFileError(message) from error
     if not is_plain_file_name(spec.onnx_file):

@@ -402,7 +402,11 @@ class Extractor:
         return per_tap
 
     def _prepare_views(self, source: Source, name: str) -> list[np.ndarray]:
-        return make_views(decode_image(source, self._preprocessing, name), self._preprocessing)
+        image = decode_image(source, self._preprocessing, name)
+        try:
+            return make_views(image, self._preprocessing)
+        except Exception as error:  # e.g. an image of zero width: that image fails alone
+            raise ImageDecodeError(f"{name}: cannot cut the views of the image ({error})") from error
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -224,11 +224,13 @@ def _frame_marker(head: bytes) -> int:
 def _check_jpeg_complete(image: Image.Image, handle: IO[bytes] | None, data: bytes | None, name: str) -> None:
     """Refuse a JPEG whose coded data ends early (cut, then closed by an EOI marker): libjpeg fills the rest.
 
-    The filled area is flat to the bottom-right corner, so only images whose last pixels are equal get the
-    strict second look (libjpeg-turbo through simplejpeg, which reports the premature end).
+    In a baseline JPEG the filled area is flat to the bottom-right corner, so only images whose last pixels
+    are equal get the strict second look (libjpeg-turbo through simplejpeg, which reports the premature end);
+    a progressive JPEG cut in a later scan looks whole but blurred, so every progressive one gets it.
     """
     corner = np.asarray(image.crop((max(0, image.width - 2), image.height - 1, image.width, image.height)))
-    if corner.size == 0 or not (corner == corner.reshape(-1, corner.shape[-1])[0]).all():
+    pixels = corner.reshape(corner.shape[0] * corner.shape[1], -1)
+    if not image.info.get("progressive") and (pixels.size == 0 or not (pixels == pixels[0]).all()):
         return
     if data is None and handle is not None:
         handle.seek(0)

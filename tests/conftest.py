@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("CNNCODES_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 HYMENOPTERA = SHARED_DATA / "hymenoptera"
 CHEST_XRAY = SHARED_DATA / "chest_xray"
 

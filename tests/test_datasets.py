@@ -68,8 +68,12 @@ def test_load_dataset_csv_without_labels(tmp_path: Path) -> None:
     [
         ("path,label\n", "no rows; expected 'path[,label]' lines"),
         ("a.jpg,cat,extra\n", "expected 1 or 2 columns (path[,label]), found rows of [3] columns"),
+        ("path,label\na.jpg,cat\n\nb.jpg\n", "line 4 has no label but line 2 has one; label every row or none"),
+        ("a.jpg,cat\nb.jpg, \n", "line 2 has no label but line 1 has one; label every row or none"),
+        ("a.jpg\nb.jpg,dog\n", "line 1 has no label but line 2 has one; label every row or none"),
+        ("a.jpg," + "x" * 140_000, "not a CSV file (field larger than field limit (131072))"),
     ],
-    ids=["empty", "three-columns"],
+    ids=["empty", "three-columns", "a-row-without-label", "an-empty-label", "first-row-unlabelled", "huge-field"],
 )
 def test_load_dataset_malformed_csv(tmp_path: Path, text: str, problem: str) -> None:
     """Check that a malformed CSV is one line naming the file and the problem."""
@@ -95,3 +99,32 @@ def test_load_dataset_missing_source(tmp_path: Path, name: str) -> None:
     if name == "nope.txt":
         with pytest.raises(InputError, match="^" + re.escape(f"{tmp_path / name}: no such file or folder") + "$"):
             load_dataset([tmp_path / name, tmp_path / "also.jpg"])
+
+
+def test_load_dataset_csv_from_excel_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """Check that a UTF-8 CSV with a BOM (as Excel saves it) has its header recognised and its paths exact."""
+    csv_path = tmp_path / "excel.csv"
+    csv_path.write_bytes("path,label\r\nbée.jpg,cat\r\n".encode("utf-8-sig"))
+    dataset = load_dataset(csv_path)
+    assert dataset.paths == [tmp_path / "bée.jpg"] and dataset.class_names == ["cat"]
+
+
+def test_load_dataset_csv_in_latin1_is_one_line(tmp_path: Path) -> None:
+    """Check that a CSV that is not UTF-8 (latin-1) is one line naming the file, the byte and its line."""
+    csv_path = tmp_path / "latin1.csv"
+    csv_path.write_bytes("path,label\na.jpg,cat\nb\u00e9e.jpg,dog\n".encode("latin-1"))
+    message = f"{csv_path}: not UTF-8 text (byte 0xe9 on line 3); save it as UTF-8"
+    with pytest.raises(InputError, match="^" + re.escape(message) + "$"):
+        load_dataset(csv_path)
+
+
+def test_load_dataset_keeps_broken_symlinks_and_loops_of_a_class_folder(tmp_path: Path) -> None:
+    """Check that a broken symlink and a symlink loop with image names stay in the dataset (to fail by name later),
+    while a symlinked folder inside a class is not a file."""
+    _touch(tmp_path, "ants/a.jpg")
+    (tmp_path / "ants/gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    (tmp_path / "ants/loop.jpg").symlink_to(tmp_path / "ants/loop.jpg")
+    (tmp_path / "ants/pipe.png").symlink_to(tmp_path / "ants/a.jpg")
+    (tmp_path / "ants/folder.jpg").mkdir()
+    dataset = load_dataset(tmp_path)
+    assert _relative(dataset.paths, tmp_path) == ["ants/a.jpg", "ants/gone.jpg", "ants/loop.jpg", "ants/pipe.png"]

@@ -187,3 +187,61 @@ def test_decode_image_rejects_bad_arrays() -> None:
         match=re.escape("<image 3>: expected an H x W x 3 uint8 array, got shape (4, 4, 3) and dtype float64"),
     ):
         decode_image(np.zeros((4, 4, 3)), PRE, name="<image 3>")
+
+
+def _jpeg(pixels: np.ndarray, **options: object) -> bytes:
+    import io
+
+    encoded = io.BytesIO()
+    Image.fromarray(pixels).save(encoded, "JPEG", **options)
+    return encoded.getvalue()
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_decode_image_refuses_jpegs_cut_and_closed_by_an_end_marker(progressive: bool) -> None:
+    """Check that a JPEG whose coded data is cut and then closed by EOI (libjpeg would fill the rest with grey) is
+    refused with the decoder's reason, wherever the cut is, and that Pillow's LOAD_TRUNCATED_IMAGES stays off."""
+    from PIL import ImageFile
+
+    rng = np.random.default_rng(3)
+    pixels = np.asarray(Image.fromarray(rng.integers(0, 256, (12, 16, 3), np.uint8)).resize((320, 240)))
+    data = _jpeg(pixels, quality=90, progressive=progressive)
+    pre = Preprocessing(32, 1.0, "bilinear")  # decoded at 1/4 scale (draft): the check holds there too
+    assert decode_image(data, pre).size == (80, 60)
+    header = data.index(b"\xff\xda")
+    for cut in np.linspace(header + 200, len(data) - 200, 7).astype(int):
+        with pytest.raises(ImageDecodeError, match=r"^<cut>: cannot decode image \(.*(premature end|truncated)"):
+            decode_image(data[:cut] + b"\xff\xd9", pre, name="<cut>")
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_decode_image_keeps_genuine_flat_bottoms() -> None:
+    """Check that a complete JPEG whose bottom is one flat colour (an X-ray's black border) is not taken as cut."""
+    pixels = np.zeros((240, 320, 3), np.uint8)
+    pixels[:120] = np.random.default_rng(4).integers(0, 256, (120, 320, 3), np.uint8)
+    decoded = decode_image(_jpeg(pixels), Preprocessing(224, 1.0, "bilinear"))
+    assert decoded.size == (320, 240) and np.asarray(decoded)[-1].max() <= 2
+
+
+def test_decode_image_refuses_a_jpeg_claiming_more_pixels_than_its_bytes_hold() -> None:
+    """Check that a JPEG header claiming 8000 x 8000 pixels over a few KB is refused before decoding."""
+    from tests.badfiles import jpeg_claiming
+
+    data = jpeg_claiming(_jpeg(np.full((64, 64, 3), 90, np.uint8)), 8000, 8000)
+    message = f"<claim>: cannot decode image (header claims 8000 x 8000 pixels, the file has {len(data)} bytes)"
+    with pytest.raises(ImageDecodeError, match="^" + re.escape(message) + "$"):
+        decode_image(data, Preprocessing(32, 1.0, "bilinear"), name="<claim>")
+
+
+def test_decode_image_refuses_fifos_and_folders_without_blocking(tmp_path: Path) -> None:
+    """Check that a FIFO given as an image is refused from its stat (opening it to read would wait for a writer)."""
+    import os
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    pre = Preprocessing(32, 1.0, "bilinear")
+    with pytest.raises(
+        ImageDecodeError, match="^" + re.escape(f"{tmp_path / 'pipe.jpg'}: not a regular file (a FIFO)")
+    ):
+        decode_image(tmp_path / "pipe.jpg", pre)
+    with pytest.raises(ImageDecodeError, match="^" + re.escape(f"{tmp_path}: not a regular file (a folder)")):
+        decode_image(tmp_path, pre)
