@@ -123,12 +123,7 @@ def save_model(bundle: ModelBundle, path: Path | str) -> Path:
     Returns
     -------
     Path
-        ``path``.
-
-    Raises
-    ------
-    TypeError
-        If the metadata holds something JSON cannot store.
+        The file written, ``path``; a :class:`TypeError` if the metadata holds something JSON cannot store.
 
     Examples
     --------

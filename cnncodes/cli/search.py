@@ -92,16 +92,7 @@ def _render_neighbors(result: Any, output_format: str) -> str:
 @run_options
 @format_option("table", "csv", "json")
 @library_errors
-def similar(
-    index: Path,
-    queries: tuple[Path, ...],
-    top_k: int,
-    whiten: int | None,
-    power: bool,
-    method: str,
-    output_format: str,
-    **options: Any,
-) -> None:
+def similar(index: Path, queries: tuple[Path, ...], output_format: str, **options: Any) -> None:
     """Find the images of INDEX most similar to each QUERY image (cosine of their codes).
 
     INDEX is a codes file written by 'extract' (its feature set is used for the queries), a
@@ -112,17 +103,9 @@ def similar(
         cnncodes similar codes.h5 photo.jpg --top-k 3
         cnncodes similar photos/ query_photos/ --format json
     """
-    features, run = _split_code_options(options)
+    features, run = _split_code_options(options)  # run: the search options (top_k, whiten, ...) and run options
     result = cnncodes.similar(
-        index,
-        as_inputs(queries),
-        top_k=top_k,
-        whiten=whiten,
-        power=power,
-        method=method,
-        features=features,
-        **run,
-        progress=_search_progress(output_format),
+        index, as_inputs(queries), features=features, **run, progress=_search_progress(output_format)
     )
     _echo_result(result, _render_neighbors(result, output_format))
 
