@@ -123,7 +123,7 @@ def read_codes_file(path: Path | str, *, with_codes: bool = True) -> CodesFile:
             )
     except CacheFormatError:
         raise  # already one line naming the file
-    except OSError as error:
+    except (OSError, KeyError, ValueError, TypeError, IndexError, AttributeError) as error:  # h5py on damage (fuzzed)
         message = f"{path}: cannot read codes file ({error})"
         raise CacheFormatError(message) from error
 

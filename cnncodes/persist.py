@@ -70,6 +70,7 @@ _UNREADABLE = (
     RecursionError,
     OverflowError,
     NotImplementedError,  # zipfile: a header naming a compression method or zip version it does not know
+    RuntimeError,  # zipfile: an encrypted member (found by fuzzing)
     zipfile.BadZipFile,
     pickle.UnpicklingError,
     struct.error,

@@ -51,13 +51,17 @@ _ORPHAN_AGE_S = 3600.0  # a temporary file untouched this long belongs to no liv
 def reading(path: Path, expected_format: str) -> Iterator[h5py.File]:
     """Open an HDF5 file of ours for reading, refusing another format or a newer version."""
     with h5py.File(path, "r") as handle:
-        found_format = handle.attrs.get("format")
-        if isinstance(found_format, bytes):
-            found_format = found_format.decode()
+        try:
+            found_format = handle.attrs.get("format")
+            if isinstance(found_format, bytes):
+                found_format = found_format.decode()
+            version = int(handle.attrs.get("format_version", 0))
+        except (KeyError, ValueError, TypeError, UnicodeDecodeError) as error:  # damaged attributes (fuzzed)
+            message = f"{path}: not a readable {expected_format} file ({error})"
+            raise CacheFormatError(message) from error
         if found_format != expected_format:
             message = f"{path}: not a {expected_format} file (format attribute {found_format!r})"
             raise CacheFormatError(message)
-        version = int(handle.attrs.get("format_version", 0))
         if version > FORMAT_VERSION:
             raise CacheFormatError(newer_format_message(path, _FORMAT_NAMES[expected_format], version, FORMAT_VERSION))
         yield handle
@@ -109,9 +113,12 @@ def shard_datasets(
 
 def opened_shard(handle: h5py.File, path: Path) -> tuple[h5py.Dataset, h5py.Dataset]:
     """The /keys and /codes of an open shard, refusing a shard whose datasets are missing or misaligned."""
-    if "keys" not in handle or "codes" not in handle:
-        raise CacheFormatError(f"{path}: not a shard (no /keys or /codes)")
-    keys, codes = handle["keys"], handle["codes"]
+    try:
+        keys, codes = handle["keys"], handle["codes"]
+    except KeyError as error:  # h5py's word for a missing object, and for a damaged object header (fuzzed)
+        raise CacheFormatError(f"{path}: not a readable shard ({error})") from error
+    if not isinstance(keys, h5py.Dataset) or not isinstance(codes, h5py.Dataset):
+        raise CacheFormatError(f"{path}: not a shard (/keys and /codes are not datasets)")
     if codes.ndim != 2 or keys.shape[0] != codes.shape[0]:
         raise CacheFormatError(f"{path}: {keys.shape[0]} keys but codes of shape {codes.shape}")
     return keys, codes
@@ -182,7 +189,10 @@ def remove_orphans(folder: Path) -> None:
 def shards_fingerprint(folder: Path) -> str:
     """The fingerprint a feature-set folder's shards carry (the folder name if none can be read)."""
     for name in shard_names(folder / "shards"):
-        with contextlib.suppress(OSError), h5py.File(folder / "shards" / name, "r") as handle:
+        # a damaged shard is passed over: h5py raises KeyError or ValueError for some damage (fuzzed)
+        with contextlib.suppress(OSError, KeyError, ValueError, TypeError), h5py.File(
+            folder / "shards" / name, "r"
+        ) as handle:
             fingerprint = handle.attrs.get("fingerprint", "")
             fingerprint = fingerprint.decode() if isinstance(fingerprint, bytes) else str(fingerprint)
             if fingerprint.startswith(folder.name):

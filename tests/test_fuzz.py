@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cnncodes.backbones import _parse_card
-from cnncodes.cache import read_codes_file
+from cnncodes.codesfile import read_codes_file
 from cnncodes.errors import CacheFormatError, ModelFileError, WeightsFormatError
 from cnncodes.persist import load_model
 from cnncodes.weights import load_state_dict

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import cnncodes
-from cnncodes.cache import read_codes_file
+from cnncodes.codesfile import read_codes_file
 from cnncodes.cli import cli
 from cnncodes.inputs import display_name
 from tests.badfiles import cut_points, make_cut_files, make_hostile_files
