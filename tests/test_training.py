@@ -286,8 +286,11 @@ def _damaged_codes_file(source: Path, path: Path, change: str) -> Path:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ("missing codes", "not a usable codes file (KeyError: "),
-        ("bad spec", "not a usable codes file (JSONDecodeError: "),
+        (
+            "missing codes",
+            "cannot read codes file (\"Unable to synchronously open object (object 'codes' doesn't exist)\")",
+        ),
+        ("bad spec", "cannot read codes file (Expecting property name enclosed in double quotes"),
         ("short labels", "its datasets disagree in length (40 codes, 40 paths, 39 labels)"),
         ("nan codes", "the codes of "),
         ("inf codes", "the codes of "),
