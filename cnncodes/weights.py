@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import pickletools
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -118,13 +119,33 @@ def _rebuild_parameter(tensor: Any, *_: Any) -> Any:
     return tensor
 
 
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}  # opcodes that store into the memo at an index they name
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the allow-listed globals and torch storages."""
 
     def __init__(self, file: BinaryIO, source: str, storages: dict[str, _Storage]) -> None:
         super().__init__(file)
+        self._file = file
         self._source = source
         self._storages = storages
+
+    def load(self) -> Any:
+        # CPython's unpickler allocates what a counted bytes or string opcode claims before reading it, and grows
+        # its memo to any index a PUT names, so a 200-byte file can ask for gigabytes (found by fuzzing). Walk the
+        # opcodes first (that reader reads only what there is) and refuse such counts and memo indices.
+        start = self._file.tell()
+        try:
+            for n_ops, (opcode, argument, _) in enumerate(pickletools.genops(self._file), 1):
+                if opcode.name in _MEMO_PUTS and argument > n_ops:
+                    message = f"{self._source}: not a PyTorch checkpoint (memo index {argument} past its opcodes)"
+                    raise WeightsFormatError(message)
+        except (ValueError, EOFError, UnicodeDecodeError) as error:
+            message = f"{self._source}: not a PyTorch checkpoint ({error})"
+            raise WeightsFormatError(message) from error
+        self._file.seek(start)
+        return super().load()
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "collections" and name == "OrderedDict":

@@ -34,10 +34,6 @@ KNOWN_OPEN = {
     # libhdf5 2.0.0 (h5py 3.16) loops on a damaged variable-length string attribute: the shard checksums' job.
     "shard": ("timeout",),
     "codes_file": ("timeout",),
-    # A storage count or view larger than the file allocates gigabytes: the bounds checks of weights.py's reader.
-    "weights": ("out-of-memory",),
-    # joblib (pickle) segfaults on a damaged model file: the change to a model format that does not unpickle.
-    "model_file": ("deadly signal",),
 }
 CRASHES = sorted(p for p in FUZZ_DATA.glob("*/crash-*"))
 

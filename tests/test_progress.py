@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import select
 import struct
 import sys
 import termios
@@ -38,6 +39,14 @@ def test_progress_silent_off_terminal_and_when_quiet(capfd: pytest.CaptureFixtur
     assert capfd.readouterr() == ("", "")
 
 
+def _read_all(leader: int) -> str:
+    """Everything the terminal holds: a pseudo-terminal hands it over in pieces, so read until a pause."""
+    chunks = []
+    while select.select([leader], [], [], 0.5)[0]:
+        chunks.append(os.read(leader, 4096))
+    return b"".join(chunks).decode()
+
+
 def test_progress_shown_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """Check that show=None draws when stderr is a terminal (a real pseudo-terminal), and show=False still does not."""
     leader, follower = os.openpty()
@@ -47,7 +56,7 @@ def test_progress_shown_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
         _run(show=False)
         _run(show=None)
         terminal.flush()
-        written = os.read(leader, 4096).decode()
+        written = _read_all(leader)
     os.close(leader)
     assert written.startswith("\r1/4 images")  # nothing from the quiet run before it
     assert FINAL.search(written.replace("\r\n", "\n"))  # the terminal turns the newline into CR LF
