@@ -132,6 +132,7 @@ class FeatureSet:
         self.index = KeyIndex(self.path / INDEX_NAME, self.shards_dir, summarize)
         self._scan_only = False  # the index proved unusable here: every lookup scans the shards
         self._pending_keys: list[bytes] = []
+        self._unwritable = False  # set once a write failed: the run goes on without writing the cache
         self._pending_codes: list[np.ndarray] = []
 
     # -- reading -------------------------------------------------------------
@@ -290,14 +291,19 @@ class FeatureSet:
         self._write_pending(whole_shards_only=False)
 
     def _write_pending(self, whole_shards_only: bool) -> None:
-        if not self._pending_keys:
+        if not self._pending_keys or self._unwritable:
             return
         keys = np.array(self._pending_keys, dtype="S64")
         codes = np.concatenate(self._pending_codes)
         start = 0
         while len(keys) - start >= self.shard_size or (not whole_shards_only and start < len(keys)):
             stop = min(start + self.shard_size, len(keys))
-            self._write_shard(keys[start:stop], codes[start:stop])
+            try:
+                self._write_shard(keys[start:stop], codes[start:stop])
+            except OSError as error:  # read-only, full or missing: the run keeps its codes, the cache does not
+                warnings.warn(f"{self.path}: the cache is not being written ({error})", stacklevel=2)
+                self._unwritable = True
+                return
             start = stop
         self._pending_keys = [bytes(k) for k in keys[start:]]
         self._pending_codes = [codes[start:]] if start < len(keys) else []

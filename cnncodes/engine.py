@@ -211,7 +211,12 @@ class ExtractionPlan:
 
 
 def _check_grid(grid: int | None, tap: TapSpec, model: str, owner: str) -> None:
-    """Refuse a grid with more cells per side than the tap's feature map has pixels (empty cells, huge codes)."""
+    """Refuse a grid on a vector tap, or with more cells per side than the tap's feature map has pixels."""
+    if grid is not None and not tap.is_spatial:
+        message = invalid_value_message(
+            "grid", f"None for tap '{tap.name}' of {model}, a vector (no feature map)", grid, owner
+        )
+        raise InputError(message)
     if grid is not None and tap.is_spatial and tap.size and grid > tap.size:
         message = invalid_value_message(
             "grid",

@@ -131,7 +131,14 @@ def ensure_model_file(spec: BackboneSpec) -> Path:
         return Path(spec.extra["onnx_path"])
     if not spec.is_present():
         if spec.source == "pypi-lite":
-            return _build_lite(spec)
+            try:
+                return _build_lite(spec)
+            except OSError as error:  # the models folder cannot be written (read-only, full, not a folder)
+                message = (
+                    f"{spec.onnx_path}: cannot write the built model ({error}); "
+                    "set CNNCODES_MODELS_DIR (or CNNCODES_CACHE) to a folder you can write"
+                )
+                raise ModelFileError(message) from error
         if spec.source == "url":
             return fetch_model(spec.name)
         message = (

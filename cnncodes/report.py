@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -10,10 +11,11 @@ from typing import Any, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
+from .errors import MissingExtraError
 from .extras import import_extra
 from .fileio import atomic_path, write_text_atomic
 
-__all__ = ["Report", "make_report", "write_report", "write_json", "plot_sweep"]
+__all__ = ["Report", "make_report", "write_report", "write_json", "plot_sweep", "has_matplotlib"]
 
 _TOP_K = (3, 5)  # top-k accuracies reported when there are more classes than k
 _DPI = 100
@@ -132,6 +134,16 @@ def write_json(document: Any, path: Path | str) -> Path:
     return write_text_atomic(path, json.dumps(document, indent=2) + "\n")
 
 
+def has_matplotlib(folder: Path) -> bool:
+    """Whether PNG plots can be drawn; if not, one warning that ``folder`` gets the JSON and HTML files only."""
+    try:
+        import_extra("matplotlib", "plot", "PNG plots")
+    except MissingExtraError as error:
+        warnings.warn(f"{folder}: PNG plots skipped ({error})", stacklevel=3)
+        return False
+    return True
+
+
 def _new_figure(width: float, height: float) -> Any:
     """A matplotlib Figure drawn by its own canvas: no pyplot, so the user's backend and figures are untouched."""
     import_extra("matplotlib", "plot", "plotting")
@@ -160,12 +172,8 @@ def write_report(report: Report, folder: Path | str) -> list[Path]:
     Returns
     -------
     list of Path
-        The three files, in that order.
-
-    Raises
-    ------
-    MissingExtraError
-        If matplotlib is not installed (``report.json`` is written first).
+        The three files, in that order; only ``report.json`` without matplotlib (the
+        ``plot`` extra), with one warning that the PNG plots were skipped.
 
     Examples
     --------
@@ -178,6 +186,8 @@ def write_report(report: Report, folder: Path | str) -> list[Path]:
     """
     folder = Path(folder)
     json_path = write_json(report.as_dict(), folder / "report.json")
+    if not has_matplotlib(folder):
+        return [json_path]
     n = len(report.class_names)
     figure = _new_figure(2 + 0.6 * n, 1.5 + 0.6 * n)
     axes = figure.add_subplot()

@@ -23,7 +23,7 @@ from .heads import check_head, head_grid, make_head
 from .images import Preprocessing, decode_image, make_views
 from .pages import write_sweep_page
 from .params import DEFAULT_BACKBONE
-from .report import plot_sweep, write_json
+from .report import has_matplotlib, plot_sweep, write_json
 from .training import LabelledCodes, check_labelled, choose_folds, load_labelled_codes
 from .transformer import CNNCodes
 
@@ -402,11 +402,10 @@ def _write_sweep(result: SweepResult, folder: Path) -> list[Path]:
     ]
     document = result.as_dict()
     page = write_sweep_page(folder, document, (result.table_headers, result.table_rows()), [asdict(r) for r in best])
-    return [
-        write_json(document, folder / "sweep.json"),
-        plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({result.protocol})"),
-        page,
-    ]
+    files = [write_json(document, folder / "sweep.json")]
+    if has_matplotlib(folder):
+        files.append(plot_sweep(chart_rows, folder / "sweep.png", f"balanced accuracy ({result.protocol})"))
+    return [*files, page]
 
 
 def _remap(held_out: LabelledCodes, train: LabelledCodes) -> np.ndarray:

@@ -247,3 +247,23 @@ def test_extract_writes_the_codes_file(image_dir: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(content.codes, result.codes)
     assert content.paths == result.paths and content.labels.tolist() == result.labels.tolist()
     assert content.spec == result.spec and sorted(p.name for p in tmp_path.iterdir()) == ["codes.h5", "images"]
+
+
+def test_extract_refuses_a_grid_on_a_vector_tap() -> None:
+    """Check that --grid on a tap without a feature map (penultimate) is one line, not silently ignored."""
+    expected = (
+        "The 'grid' parameter must be None for tap 'penultimate' of efficientnet_lite0, a vector (no feature map). "
+        "Got 3 instead."
+    )
+    with pytest.raises(InputError, match=re.escape(expected)):
+        cnncodes.extract(np.full((1, 64, 64, 3), 128, np.uint8), grid=3, cache=False, progress=False)
+
+
+def test_extract_into_an_unwritable_cache_still_returns_codes(tmp_path: Path) -> None:
+    """Check that a cache that cannot be written (here under /proc) warns once and the run keeps its codes and -o."""
+    pixels = np.full((2, 64, 64, 3), 128, np.uint8)
+    with pytest.warns(UserWarning, match="the cache is not being written") as caught:
+        result = cnncodes.extract(pixels, cache="/proc/cnncodes-cache", output=tmp_path / "codes.h5", progress=False)
+    assert result.codes.shape == (2, 1280) and (tmp_path / "codes.h5").is_file()
+    assert sum("the cache is not being written" in str(w.message) for w in caught) == 1
+    np.testing.assert_allclose(result.codes, cnncodes.extract(pixels, cache=False, progress=False).codes, rtol=1e-6)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 import warnings
 from pathlib import Path
 
@@ -130,3 +132,13 @@ def test_write_json_replaces_atomically(tmp_path: Path) -> None:
     assert write_json({"b": [1, 2], "a": None}, path) == path
     assert path.read_text() == '{\n  "b": [\n    1,\n    2\n  ],\n  "a": null\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["figures.json"]
+
+
+def test_write_report_without_matplotlib_keeps_json_and_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check that without matplotlib the report keeps its JSON (no PNGs), with one warning instead of an error."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without the plot extra sees
+    with pytest.warns(UserWarning, match=re.escape(f"{tmp_path}: PNG plots skipped (PNG plots needs matplotlib")):
+        files = write_report(make_report([0, 1, 1], [0, 1, 0], ["ant", "bee"]), tmp_path)
+    assert [path.name for path in files] == ["report.json"] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "report.json"
+    ]

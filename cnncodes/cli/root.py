@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
+from typing import Any
 
 import click
 
@@ -20,3 +22,9 @@ def cli(quiet: bool) -> None:
     logger = logging.getLogger("cnncodes")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(message: Any, category: type, filename: str, lineno: int, *args: Any, **kwargs: Any) -> None:
+    """A warning as a person reads it on the command line: one line, no source code."""
+    sys.stderr.write(f"warning: {message}\n")
