@@ -210,21 +210,26 @@ class ExtractionPlan:
             feature_set.flush()
 
 
-def _check_grid(grid: int | None, tap: TapSpec, model: str, owner: str) -> None:
-    """Refuse a grid on a vector tap, or with more cells per side than the tap's feature map has pixels."""
-    if grid is not None and not tap.is_spatial:
+def _check_grid(grid: int | None, taps: list[TapSpec], model: str, owner: str) -> None:
+    """Refuse a grid when no tap has a feature map, or with more cells per side than a tap's map has pixels.
+
+    With several taps, the grid applies to the spatial ones and vectors pass through as they are.
+    """
+    if grid is not None and not any(tap.is_spatial for tap in taps):
+        tap = taps[0]
         message = invalid_value_message(
             "grid", f"None for tap '{tap.name}' of {model}, a vector (no feature map)", grid, owner
         )
         raise InputError(message)
-    if grid is not None and tap.is_spatial and tap.size and grid > tap.size:
-        message = invalid_value_message(
-            "grid",
-            f"at most {tap.size}, the size of tap '{tap.name}' of {model} ({tap.size} x {tap.size})",
-            grid,
-            owner,
-        )
-        raise InputError(message)
+    for tap in taps:
+        if grid is not None and tap.is_spatial and tap.size and grid > tap.size:
+            message = invalid_value_message(
+                "grid",
+                f"at most {tap.size}, the size of tap '{tap.name}' of {model} ({tap.size} x {tap.size})",
+                grid,
+                owner,
+            )
+            raise InputError(message)
 
 
 class Extractor:
@@ -275,8 +280,7 @@ class Extractor:
         self.backbone: BackboneSpec = resolve_backbone(options.model)
         self.layers: tuple[str, ...] = options.layers(self.backbone.default_tap)
         self._taps: list[TapSpec] = [self.backbone.get_tap(name) for name in self.layers]
-        for tap in self._taps:
-            _check_grid(options.grid, tap, self.backbone.name, owner)
+        _check_grid(options.grid, self._taps, self.backbone.name, owner)
         self._preprocessing = options.preprocessing(self.backbone)
         self.batch_size: int | None = run["batch_size"]
         self.device: str = run["device"]
