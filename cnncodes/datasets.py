@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -62,10 +63,15 @@ def _from_folder(folder: Path) -> Dataset:
         return Dataset(_images_below(folder))
     paths: list[Path] = []
     labels: list[int] = []
+    empty = []
     for label, class_dir in enumerate(class_dirs):
         found = _images_below(class_dir)
         paths += found
         labels += [label] * len(found)
+        if not found:
+            empty.append(class_dir.name)
+    if empty:  # kept as classes (label indices stay stable), but a head cannot learn them: say so once
+        logging.getLogger("cnncodes").warning(f"{folder}: class folder(s) {', '.join(empty)} hold no images")
     return Dataset(paths, np.array(labels, dtype=np.int64), [d.name for d in class_dirs])
 
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from cnncodes.datasets import load_dataset
 from cnncodes.errors import InputError
@@ -128,3 +129,15 @@ def test_load_dataset_keeps_broken_symlinks_and_loops_of_a_class_folder(tmp_path
     (tmp_path / "ants/folder.jpg").mkdir()
     dataset = load_dataset(tmp_path)
     assert _relative(dataset.paths, tmp_path) == ["ants/a.jpg", "ants/gone.jpg", "ants/loop.jpg", "ants/pipe.png"]
+
+
+def test_load_dataset_says_which_class_folders_are_empty(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Check that an empty class subfolder is named in one warning (it stays a class, with no images)."""
+    for name in ("ants", "bees", "wasps"):
+        (tmp_path / name).mkdir()
+    for name in ("ants", "bees"):
+        Image.new("RGB", (8, 8)).save(tmp_path / name / "a.png")
+    with caplog.at_level("WARNING", logger="cnncodes"):
+        dataset = load_dataset(tmp_path)
+    assert dataset.class_names == ["ants", "bees", "wasps"] and dataset.labels.tolist() == [0, 1]
+    assert [r.getMessage() for r in caplog.records] == [f"{tmp_path}: class folder(s) wasps hold no images"]
