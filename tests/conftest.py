@@ -12,6 +12,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
+import cnncodes
+from cnncodes import CNNCodes
+
 SHARED_DATA = Path(os.environ.get("CNNCODES_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 HYMENOPTERA = SHARED_DATA / "hymenoptera"
 CHEST_XRAY = SHARED_DATA / "chest_xray"
@@ -94,3 +97,52 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     # Built ONNX files live for one test session, outside the repo and the user's cache.
     os.environ["CNNCODES_MODELS_DIR"] = tempfile.mkdtemp(prefix="cnncodes-test-models-")
+
+
+# Helpers shared by the train, evaluate, predict, persist and sweep tests. They live in the session's base
+# temporary folder, so every module that asks gets the same files and the codes are computed once a session.
+def session_folder(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder of this name, the same for every caller in the test session."""
+    folder = factory.getbasetemp() / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def session_cache(factory: pytest.TempPathFactory) -> Path:
+    """The codes cache shared by the end-to-end tests of training, evaluation, prediction and sweeps."""
+    return session_folder(factory, "shared-codes-cache")
+
+
+def session_tree(factory: pytest.TempPathFactory) -> Path:
+    """20 ants and 20 bees from the real training set, linked into a class-per-folder tree."""
+    root = session_folder(factory, "small-tree")
+    for name in ("ants", "bees"):
+        (root / name).mkdir(exist_ok=True)
+        for path in sorted((HYMENOPTERA / "train" / name).glob("*.jpg"))[:20]:
+            if not (root / name / path.name).exists():
+                (root / name / path.name).symlink_to(path)
+    return root
+
+
+def session_model(factory: pytest.TempPathFactory) -> Path:
+    """A logistic head trained with 3-fold CV on the small tree, saved once a session."""
+    path = session_folder(factory, "models") / "logistic.skops"
+    if not path.exists():
+        codes = CNNCodes(cache=str(session_cache(factory)))
+        cnncodes.train(session_tree(factory), head="logistic", codes=codes, cv=3, output=path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return session_cache(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return session_tree(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, default_backbone: Path) -> Path:
+    return session_model(tmp_path_factory)

@@ -24,7 +24,7 @@ from cnncodes.paths import cards_dir
 from tests.badfiles import make_bad_files
 from tests.conftest import HYMENOPTERA
 from tests.httpserver import LocalServer
-from tests.test_training import session_cache, session_model, session_tree
+from tests.conftest import session_cache, session_model, session_tree
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 RUN_COMMANDS = ("extract", "train", "evaluate", "predict", "sweep")

@@ -12,19 +12,9 @@ import pytest
 import cnncodes
 from cnncodes.errors import InputError
 from tests.conftest import HYMENOPTERA
-from tests.test_training import session_cache, session_model, session_tree
+from tests.conftest import session_tree
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_cache(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_model(tmp_path_factory)
 
 
 def test_evaluate_on_real_split_writes_report(trained: Path, shared_cache: Path, tmp_path: Path) -> None:

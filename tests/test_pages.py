@@ -17,17 +17,12 @@ from cnncodes.report import make_report
 from cnncodes.selection import sweep
 from tests.browser import render
 from tests.conftest import HYMENOPTERA
-from tests.test_training import session_cache, session_model, session_tree
+from tests.conftest import session_model, session_tree
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
 
 HOSTILE = '<img src=x onerror=alert(1)> & "bee".jpg'  # a legal file name that breaks a page which does not escape
 ESCAPED = "&lt;img src=x onerror=alert(1)&gt; &amp; &quot;bee&quot;.jpg"
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

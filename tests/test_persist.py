@@ -176,7 +176,7 @@ def test_cli_reads_a_joblib_model_only_with_trust(tmp_path: Path, tmp_path_facto
     from click.testing import CliRunner
 
     from cnncodes.cli import cli
-    from tests.test_training import session_cache, session_model, session_tree
+    from tests.conftest import session_cache, session_model, session_tree
 
     bundle = load_model(session_model(tmp_path_factory))
     old = tmp_path / "old.joblib"

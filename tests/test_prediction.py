@@ -16,19 +16,9 @@ from cnncodes.errors import InputError
 from cnncodes.prediction import class_scores, runtime_codes
 from tests.badfiles import make_bad_files
 from tests.conftest import HYMENOPTERA
-from tests.test_training import session_cache, session_model, session_tree
+from tests.conftest import session_tree
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_cache(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_model(tmp_path_factory)
 
 
 def test_predict_top_k_probabilities(trained: Path, shared_cache: Path) -> None:

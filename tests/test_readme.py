@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cnncodes.cli import cli
 from tests.conftest import HYMENOPTERA
-from tests.test_training import session_cache
+from tests.conftest import session_cache
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, re.S)

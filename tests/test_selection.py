@@ -13,19 +13,8 @@ from cnncodes import CNNCodes
 from cnncodes.errors import InputError
 from cnncodes.selection import BASELINE, SweepResult, default_layer_sets, sweep
 from tests.conftest import HYMENOPTERA
-from tests.test_training import session_cache, session_tree
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_cache(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_tree(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from cnncodes import CNNCodes
 from cnncodes.engine import Extractor
 from cnncodes.heads import PowerNormalizer
 from tests.conftest import HYMENOPTERA
-from tests.test_training import session_cache
 
 # CNNCodes takes images, not numeric X, so the checks that feed it random arrays do not apply: these are the
 # data-free API checks, called by name.
@@ -82,11 +81,6 @@ def small_set() -> tuple[list[str], np.ndarray]:
         paths += [str(p) for p in files]
         labels += [label] * len(files)
     return paths, np.array(labels)
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_cache(tmp_path_factory)
 
 
 @pytest.mark.usefixtures("default_backbone")

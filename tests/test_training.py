@@ -14,53 +14,9 @@ from cnncodes.cli import cli
 from cnncodes.errors import InputError
 from cnncodes.training import load_labelled_codes
 from tests.badfiles import make_bad_files
-from tests.conftest import HYMENOPTERA, write_image
+from tests.conftest import HYMENOPTERA, session_model, write_image
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
-
-
-# Helpers shared by the train, evaluate, predict, persist and sweep tests. They live in the session's base
-# temporary folder, so every module that asks gets the same files and the codes are computed once a session.
-def session_folder(factory: pytest.TempPathFactory, name: str) -> Path:
-    """A folder of this name, the same for every caller in the test session."""
-    folder = factory.getbasetemp() / name
-    folder.mkdir(exist_ok=True)
-    return folder
-
-
-def session_cache(factory: pytest.TempPathFactory) -> Path:
-    """The codes cache shared by the end-to-end tests of training, evaluation, prediction and sweeps."""
-    return session_folder(factory, "shared-codes-cache")
-
-
-def session_tree(factory: pytest.TempPathFactory) -> Path:
-    """20 ants and 20 bees from the real training set, linked into a class-per-folder tree."""
-    root = session_folder(factory, "small-tree")
-    for name in ("ants", "bees"):
-        (root / name).mkdir(exist_ok=True)
-        for path in sorted((HYMENOPTERA / "train" / name).glob("*.jpg"))[:20]:
-            if not (root / name / path.name).exists():
-                (root / name / path.name).symlink_to(path)
-    return root
-
-
-def session_model(factory: pytest.TempPathFactory) -> Path:
-    """A logistic head trained with 3-fold CV on the small tree, saved once a session."""
-    path = session_folder(factory, "models") / "logistic.skops"
-    if not path.exists():
-        codes = CNNCodes(cache=str(session_cache(factory)))
-        cnncodes.train(session_tree(factory), head="logistic", codes=codes, cv=3, output=path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_cache(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return session_tree(tmp_path_factory)
 
 
 def test_train_saves_a_model_that_loads(small_tree: Path, shared_cache: Path, tmp_path: Path) -> None:

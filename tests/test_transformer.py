@@ -17,7 +17,7 @@ from cnncodes.errors import ImageDecodeError, InputError, UnknownLayerError
 from cnncodes.transformer import CNNCodes
 from tests.badfiles import make_bad_files
 from tests.conftest import HYMENOPTERA
-from tests.test_training import session_cache
+from tests.conftest import session_cache
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
 
