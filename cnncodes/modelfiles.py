@@ -148,9 +148,9 @@ def ensure_model_file(spec: BackboneSpec) -> Path:
         raise ModelFileError(message)
     if spec.source != "url":
         return spec.onnx_path
-    from .fingerprint import sha256_file  # here: it imports numpy, which listing the zoo does not need
+    from .contentkeys import file_sha256  # here: it imports numpy, which listing the zoo does not need
 
-    if spec.sha256 and sha256_file(spec.onnx_path) != spec.sha256:
+    if spec.sha256 and file_sha256(spec.onnx_path) != spec.sha256:
         message = (
             f"{spec.onnx_path}: sha256 differs from its model card; "
             f"delete it and run 'cnncodes models fetch {spec.name}'"

@@ -18,7 +18,7 @@ import skops.io
 
 from .errors import ModelFileError, ModelMismatchError, ModelMismatchWarning
 from .fileio import atomic_path
-from .fingerprint import sha256_file
+from .contentkeys import file_sha256
 from .messages import newer_format_message
 from .modelfiles import ensure_model_file, resolve_backbone
 from .runtime import onnxruntime_version
@@ -295,7 +295,7 @@ def _check_backbone(bundle: ModelBundle, path: Path) -> None:
     except (LookupError, OSError) as error:
         message = f"{path}: its backbone '{bundle.backbone}' is not available here ({error})"
         raise ModelMismatchError(message) from error
-    found = sha256_file(onnx_path)
+    found = file_sha256(onnx_path)  # memoized per process: predict and evaluate hash the same file again
     if found != bundle.backbone_sha256:
         message = (
             f"{path}: backbone '{bundle.backbone}' differs from the one this model was trained on "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from .enginecache import EngineFolder
 from .errors import ModelFileError, ProviderFallbackWarning
+from .fingerprint import sha256_bytes
 from .params import DEVICES, OPTIMIZATIONS, batch_size_for, check_parameter
 from .providers import PROVIDERS, Attempt, ProviderChoice, captured_output, failure_reason, fallback_chain
 from .providers import largest_batch, session_providers, tensorrt_options
@@ -100,7 +100,7 @@ class _ModelIO:
             session = ort.InferenceSession(model, sess_options=options, providers=[PROVIDERS["cpu"]])
         except ORT_ERRORS as error:
             message = (
-                f"ONNX model sha256 {hashlib.sha256(model).hexdigest()[:12]}: onnxruntime cannot load it "
+                f"ONNX model sha256 {sha256_bytes(model)[:12]}: onnxruntime cannot load it "
                 f"({failure_reason(str(error)).removeprefix('failed to initialize (')}"
             )
             raise ModelFileError(message) from error
@@ -188,7 +188,7 @@ def open_first(
             attempt.engines.discard(attempt.build_dir)
         passed_over[attempt.name] = failure_reason(log.getvalue(), stage, error)
     reasons = "; ".join(f"{name}: {why}" for name, why in passed_over.items())
-    message = f"ONNX model sha256 {hashlib.sha256(model).hexdigest()[:12]}: no execution provider runs it ({reasons})"
+    message = f"ONNX model sha256 {sha256_bytes(model)[:12]}: no execution provider runs it ({reasons})"
     raise ModelFileError(message)
 
 
@@ -220,7 +220,7 @@ def tensorrt_attempt(
 ) -> Attempt:
     """A TensorRT attempt building in a new private folder of the model's engine folder (created with parents)."""
     assert io_spec.sample_shape is not None
-    engines = EngineFolder(hashlib.sha256(model).hexdigest(), max_batch)
+    engines = EngineFolder(sha256_bytes(model), max_batch)
     build = engines.open_build()
     providers = session_providers(
         "tensorrt", tensorrt_options(build, io_spec.input_name, io_spec.sample_shape, max_batch, precision)

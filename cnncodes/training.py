@@ -142,11 +142,7 @@ def load_labelled_codes(
 
 def _read_labelled_codes_file(path: Path, read_codes: bool) -> CodesFile:
     """A codes file's content, refused in one line unless its datasets are complete and consistent."""
-    try:
-        content = read_codes_file(path, with_codes=read_codes)
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as error:  # a missing dataset, bad JSON
-        message = f"{path}: not a usable codes file ({type(error).__name__}: {error})"
-        raise InputError(message) from error
+    content = read_codes_file(path, with_codes=read_codes)  # a damaged file: its one-line CacheFormatError
     if content.labels is None or content.class_names is None:
         message = f"{path}: the codes file has no labels; extract from a class-per-folder tree or a labelled CSV"
         raise InputError(message)
