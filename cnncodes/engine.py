@@ -19,7 +19,8 @@ from .codesfile import CodesFile
 from .contentkeys import content_keys, file_sha256
 from .errors import CnnCodesError, ImageDecodeError, InputError
 from .featurespec import ExtractionOptions, FeatureSetSpec
-from .images import decode_image, make_views, n_views
+from .fastdecode import prepare_views
+from .images import n_views
 from .messages import invalid_value_message
 from .inputs import Inputs, Source, read_inputs
 from .modelfiles import ensure_model_file, resolve_backbone
@@ -411,11 +412,7 @@ class Extractor:
         return per_tap
 
     def _prepare_views(self, source: Source, name: str) -> list[np.ndarray]:
-        image = decode_image(source, self._preprocessing, name)
-        try:
-            return make_views(image, self._preprocessing)
-        except Exception as error:  # e.g. an image of zero width: that image fails alone
-            raise ImageDecodeError(f"{name}: cannot cut the views of the image ({error})") from error
+        return prepare_views(source, self._preprocessing, name)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -56,6 +56,10 @@ def extract(
             None applies ReLU to pre-activation taps only (see the card's non-negative flag).
         views : {"none", "flip", "5crop", "10crop", "razavian16"}, default="none"
             Test-time views of each image.
+        decoder : {"fast", "exact"}, default="fast"
+            "fast": JPEGs decoded by libjpeg-turbo and crops resized by OpenCV (the same
+            accuracy as "exact", about half its CPU time; README, Speed); "exact": Pillow's
+            decoding and resizing, the codes of earlier versions.
         combine : {"mean", "sum", "max", "none"}, default="mean"
             How the views' codes combine; "none" concatenates them.
         normalize : {"none", "l2", "power"}, default="none"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from .backbones import BackboneSpec, TapSpec
 from .errors import CacheFormatError
@@ -41,6 +41,8 @@ class ExtractionOptions:
         None: ReLU on taps that are not already non-negative.
     views : str, default="none"
         Test-time views, one of ``params.VIEWS``.
+    decoder : str, default="fast"
+        How images become model inputs, one of ``params.DECODERS``.
     combine : str, default="mean"
         How views combine, one of ``params.COMBINES``.
     normalize : str, default="none"
@@ -65,6 +67,7 @@ class ExtractionOptions:
     gem_p: float = default("gem_p")
     relu: bool | None = default("relu")
     views: str = default("views")
+    decoder: str = default("decoder")
     combine: str = default("combine")
     normalize: str = default("normalize")
     dtype: str = default("dtype")
@@ -122,7 +125,9 @@ class ExtractionOptions:
         -------
         Preprocessing
         """
-        return Preprocessing(backbone.input_size, backbone.crop_fraction, backbone.interpolation, self.views)
+        return Preprocessing(
+            backbone.input_size, backbone.crop_fraction, backbone.interpolation, self.views, self.decoder
+        )
 
 
 @dataclass(frozen=True)
@@ -268,7 +273,10 @@ class FeatureSetSpec:
         """
         try:
             pre = spec["preprocessing"]
-            preprocessing = Preprocessing(pre["input_size"], pre["crop_fraction"], pre["interpolation"], pre["views"])
+            decoder = pre.get("decoder", "exact")  # specs before the fast decoder name none
+            preprocessing = Preprocessing(
+                pre["input_size"], pre["crop_fraction"], pre["interpolation"], pre["views"], decoder
+            )
             fields = {k: spec[k] for k in ("model", "model_sha256", "tap", "tensor", "relu", "pooling", "grid")}
             result = cls(
                 **fields,
@@ -300,3 +308,30 @@ class FeatureSetSpec:
     def from_json(cls, text: str) -> FeatureSetSpec:
         """Read back what :meth:`to_json` wrote; a ``CacheFormatError`` as :meth:`from_dict` if it is not a spec."""
         return cls.from_dict(json.loads(text))
+
+
+def options_of_codes_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The code parameters that made a codes file's codes, from its spec (``ExtractionOptions`` keywords).
+
+    Parameters
+    ----------
+    spec : mapping
+        A codes file's spec: its ``options`` hold the extraction options.
+
+    Returns
+    -------
+    dict
+        Only the code parameters; JSON lists back to tuples. A spec from before the fast
+        decoder names no decoder: its codes are the exact decoder's.
+
+    Examples
+    --------
+    >>> options_of_codes_spec({"options": {"layer": ["stage4"], "pooling": "gem", "cache": "x"}})
+    {'layer': ('stage4',), 'pooling': 'gem', 'decoder': 'exact'}
+    """
+    stored = spec.get("options") or {}
+    options = {name: stored[name] for name in CODE_PARAMETERS if name in stored}
+    if isinstance(options.get("layer"), list):
+        options["layer"] = tuple(options["layer"])
+    options.setdefault("decoder", "exact")
+    return options

@@ -56,6 +56,9 @@ class Preprocessing:
         Resampling filter.
     views : str, default="none"
         One of ``params.VIEWS``.
+    decoder : str, default="exact"
+        One of ``params.DECODERS``: "exact" decodes and resizes with Pillow (this module),
+        "fast" with libjpeg-turbo and OpenCV (:mod:`cnncodes.fastdecode`).
 
     Examples
     --------
@@ -68,6 +71,7 @@ class Preprocessing:
     crop_fraction: float  # centre crop of this fraction of the shorter side
     interpolation: str  # "bicubic" or "bilinear"
     views: str = "none"  # one of params.VIEWS
+    decoder: str = "exact"  # one of params.DECODERS
 
     def as_dict(self) -> dict[str, object]:
         """The plain form that feature-set specs hold (with the fixed decoding rules).
@@ -75,7 +79,8 @@ class Preprocessing:
         Returns
         -------
         dict
-            ``input_size``, ``crop_fraction``, ``interpolation``, ``draft``, ``views`` and ``rgb_rule``.
+            ``input_size``, ``crop_fraction``, ``interpolation``, ``draft``, ``views`` and ``rgb_rule``,
+            and ``decoder`` when it is not "exact" (exact specs stay those of earlier versions).
 
         Examples
         --------
@@ -89,6 +94,7 @@ class Preprocessing:
             "draft": DRAFT,
             "views": self.views,
             "rgb_rule": _RGB_RULE,
+            **({"decoder": self.decoder} if self.decoder != "exact" else {}),
         }
 
 
@@ -186,19 +192,21 @@ def _open_image(handle: IO[bytes], name: str, n_bytes: int) -> Image.Image:
         found = re.search(r"\((\d+) pixels\)", str(error))
         raise _too_large(name, found.group(1) if found else "too many") from error
     except Exception as error:  # a header cut short or malformed: OSError, SyntaxError, struct.error, ...
-        raise _cannot_decode(name, error) from error
+        raise cannot_decode(name, error) from error
 
 
-def _cannot_decode(name: str, error: BaseException) -> ImageDecodeError:
+def cannot_decode(name: str, error: BaseException) -> ImageDecodeError:
     detail = str(error).splitlines()[0] if str(error).strip() else type(error).__name__
     return ImageDecodeError(f"{name}: cannot decode image ({detail})")
 
 
-def _check_jpeg_size(image: Image.Image, handle: IO[bytes], name: str, n_bytes: int) -> None:
-    """Refuse a JPEG whose header claims more pixels than its bytes can code (libjpeg would fill them grey)."""
+def check_header(image: Image.Image, handle: IO[bytes] | None, name: str, n_bytes: int) -> None:
+    """Refuse, before decoding, more than :data:`MAX_PIXELS` and a JPEG claiming more than its bytes can code."""
     width, height = image.size
-    if width * height <= _MAX_JPEG_PIXELS_PER_BYTE * n_bytes:
-        return
+    if width * height > MAX_PIXELS:  # also when the user lifted Pillow's own limit
+        raise _too_large(name, width * height)
+    if image.format not in _JPEG_FORMATS or handle is None or width * height <= _MAX_JPEG_PIXELS_PER_BYTE * n_bytes:
+        return  # libjpeg would fill the pixels the bytes cannot code with grey
     position = handle.tell()
     handle.seek(0)
     head = handle.read(_JPEG_HEAD_BYTES)
@@ -243,11 +251,11 @@ def _check_jpeg_complete(image: Image.Image, handle: IO[bytes] | None, data: byt
         simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, strict=True)
     except ValueError as error:
         if "premature end" in str(error).lower():
-            raise _cannot_decode(name, error) from error
+            raise cannot_decode(name, error) from error
 
 
 @contextlib.contextmanager
-def _opened(source: ImageSource, name: str) -> Iterator[tuple[Image.Image, IO[bytes] | None, int]]:
+def opened(source: ImageSource, name: str) -> Iterator[tuple[Image.Image, IO[bytes] | None, int]]:
     """The lazily opened image, its open file (closed on leaving) and the byte count of encoded sources."""
     if isinstance(source, (Image.Image, np.ndarray)):
         yield _of_pixels(source, name), None, 0
@@ -298,14 +306,39 @@ def decode_image(source: ImageSource, preprocessing: Preprocessing, name: str | 
     ...
     cnncodes.errors.ImageDecodeError: <bytes 0>: empty file (0 bytes)
     """
-    name = name or (str(source) if isinstance(source, (str, Path)) else "<image>")
-    with _opened(source, name) as (image, handle, n_bytes):
-        try:
-            return _decode(image, preprocessing, name, handle, source if isinstance(source, bytes) else None, n_bytes)
-        except ImageDecodeError:
-            raise
-        except Exception as error:  # the decoder's own errors, whatever their class: this image fails alone
-            raise _cannot_decode(name, error) from error
+    name = name or name_of(source)
+    with opened(source, name) as (image, handle, n_bytes):
+        return decode_from(image, preprocessing, name, handle, source, n_bytes)
+
+
+def name_of(source: ImageSource) -> str:
+    """What error messages call an image given without a name: its path, or ``<image>``."""
+    return str(source) if isinstance(source, (str, Path)) else "<image>"
+
+
+def needed_scale(size: tuple[int, int], preprocessing: Preprocessing) -> float:
+    """How far an image of ``size`` may shrink before cutting its views: their shorter side over its own."""
+    needed_short = preprocessing.input_size / preprocessing.crop_fraction
+    if preprocessing.views == "razavian16":
+        needed_short = preprocessing.input_size / math.sqrt(_CROP_AREA_RAZAVIAN)
+    return needed_short / min(size)
+
+
+def decode_from(
+    image: Image.Image,
+    preprocessing: Preprocessing,
+    name: str,
+    handle: IO[bytes] | None,
+    source: ImageSource,
+    n_bytes: int,
+) -> Image.Image:
+    """:func:`decode_image` of an image that :func:`opened` opened (its file still open)."""
+    try:
+        return _decode(image, preprocessing, name, handle, source if isinstance(source, bytes) else None, n_bytes)
+    except ImageDecodeError:
+        raise
+    except Exception as error:  # the decoder's own errors, whatever their class: this image fails alone
+        raise cannot_decode(name, error) from error
 
 
 def _decode(
@@ -317,16 +350,10 @@ def _decode(
     n_bytes: int,
 ) -> Image.Image:
     width, height = image.size
-    if width * height > MAX_PIXELS:  # also when the user lifted Pillow's own limit
-        raise _too_large(name, width * height)
+    check_header(image, handle, name, n_bytes)
     is_jpeg = image.format in _JPEG_FORMATS and handle is not None
-    if is_jpeg and handle is not None:
-        _check_jpeg_size(image, handle, name, n_bytes)
     if DRAFT and image.format == "JPEG":
-        needed_short = preprocessing.input_size / preprocessing.crop_fraction
-        if preprocessing.views == "razavian16":
-            needed_short = preprocessing.input_size / math.sqrt(_CROP_AREA_RAZAVIAN)
-        scale = needed_short / min(width, height)
+        scale = needed_scale(image.size, preprocessing)
         if scale < 0.5:  # draft only reduces by 1/2, 1/4 or 1/8, never below the request
             image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
     image.load()
@@ -376,6 +403,8 @@ def make_views(image: Image.Image, preprocessing: Preprocessing) -> list[np.ndar
     """
     size, method = preprocessing.input_size, _INTERPOLATION[preprocessing.interpolation]
     width, height = image.size
+    if not width or not height:
+        raise ValueError(f"it has no pixels ({width} x {height})")
     views: list[np.ndarray]
     if preprocessing.views == "razavian16":
         side_w, side_h = width * 2 / 3, height * 2 / 3

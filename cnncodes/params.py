@@ -53,6 +53,7 @@ VIEWS = ("none", "flip", "5crop", "10crop", "razavian16")
 COMBINES = ("mean", "sum", "max", "none")
 NORMALIZATIONS = ("none", "l2", "power")
 DTYPES = ("float32", "float16")
+DECODERS = ("fast", "exact")  # fastdecode.py (libjpeg-turbo + OpenCV) or images.py (Pillow)
 PRECISIONS = ("fp32", "int8", "fp16")  # the network's arithmetic; quantize.py builds the int8 and fp16 graphs
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 OPTIMIZATIONS = ("disable", "basic", "extended", "all")
@@ -99,6 +100,8 @@ _DECLARATIONS = (
     Parameter("relu", None, "ReLU before pooling; None: only on taps that are not already non-negative.",
               kind="optional_bool", fingerprint=True),
     Parameter("views", "none", "Test-time views of each image.", VIEWS, fingerprint=True),
+    Parameter("decoder", "fast", "Decoding and resizing: fast (libjpeg-turbo, OpenCV) or exact (Pillow, as before).",
+              DECODERS, fingerprint=True),
     Parameter("combine", "mean", "How the views' codes combine; 'none' concatenates them.", COMBINES,
               fingerprint=True),
     Parameter("normalize", "none", "Per-layer code normalization; 'power' is signed square root then L2.",
@@ -147,6 +150,7 @@ class ExtractParameters(RunOptions, total=False):
     gem_p: float
     relu: bool | None
     views: str
+    decoder: str  # "fast" | "exact"
     combine: str
     normalize: str
     dtype: str

@@ -14,7 +14,8 @@ from .codeindex import CodeIndex
 from .engine import ExtractionOptions, Extractor
 from .errors import InputError
 from .extraction import extract
-from .params import CODE_PARAMETERS, RUN_PARAMETERS
+from .featurespec import options_of_codes_spec
+from .params import RUN_PARAMETERS
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
@@ -57,15 +58,6 @@ def _single_codes_file(data: Any) -> Path | None:
     return None
 
 
-def _options_of_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The extraction options that made a codes file's codes (JSON lists back to tuples)."""
-    stored = spec.get("options") or {}
-    options = {name: stored[name] for name in CODE_PARAMETERS if name in stored}
-    if isinstance(options.get("layer"), list):
-        options["layer"] = tuple(options["layer"])
-    return options
-
-
 def load_codes(data: Any, *, features: Mapping[str, Any] | None = None, **run: Any) -> LoadedCodes:
     """Codes of a codes file written by ``extract``, or of images (computed once, then read from the cache).
 
@@ -103,7 +95,7 @@ def load_codes(data: Any, *, features: Mapping[str, Any] | None = None, **run: A
             content.codes, content.paths, content.spec, str(codes_file), content.failures, content.keys
         )
         if features:
-            wanted = feature_spec({**_options_of_spec(content.spec), **features})
+            wanted = feature_spec({**options_of_codes_spec(content.spec), **features})
             check_same_features(loaded, LoadedCodes(loaded.codes[:0], [], wanted, "the options given"))
         return loaded
     options = {k: v for k, v in run.items() if k in (*RUN_PARAMETERS, "progress") and k != "on_error"}
@@ -256,7 +248,7 @@ def similar(
     searcher.check_params()  # before any extraction
     reference = load_codes(index, features=features, **run)
     if _single_codes_file(index) is not None:  # the queries' codes are made as the file's were
-        features = {**_options_of_spec(reference.spec), **(features or {})}
+        features = {**options_of_codes_spec(reference.spec), **(features or {})}
     if _single_codes_file(queries) is None:
         wanted = LoadedCodes(reference.codes[:0], [], feature_spec(features or {}), _source_name(queries))
         check_same_features(reference, wanted)  # refuse a mismatch before extracting anything

@@ -18,6 +18,7 @@ from .codesfile import CodesFile, is_codes_file, iter_codes_file, read_codes_fil
 from .datasets import load_dataset
 from .distributed import check_cluster, dask_backend
 from .errors import InputError
+from .featurespec import options_of_codes_spec
 from .heads import (
     OUT_OF_CORE_PARAMS,
     check_head,
@@ -27,7 +28,6 @@ from .heads import (
     search_out_of_core,
     selection_metric,
 )
-from .params import CODE_PARAMETERS
 from .persist import ModelBundle, save_model
 from .transformer import CNNCodes
 
@@ -65,11 +65,7 @@ class LabelledCodes:
 
 def _codes_from_spec(spec: dict[str, Any], template: CNNCodes) -> CNNCodes:
     """The CNNCodes that makes the codes a codes file holds: its feature set, the template's run options."""
-    options = spec.get("options") or {}
-    params = {name: options[name] for name in CODE_PARAMETERS if name in options}
-    if isinstance(params.get("layer"), list):  # JSON has no tuples; layers are tuples inside cnncodes
-        params["layer"] = tuple(params["layer"])
-    return CNNCodes(**{**template.get_params(), **params})
+    return CNNCodes(**{**template.get_params(), **options_of_codes_spec(spec)})
 
 
 def load_labelled_codes(

@@ -9,13 +9,14 @@ with the same weights, preprocessing and images, in one run:
 - ceiling: ONNX Runtime inference alone on pre-decoded tensors, per precision (end-to-end
   cannot beat it);
 - where the time goes, in CPU time (the cores' milliseconds per image, which other load on the
-  machine disturbs far less than wall time): the decode path that runs by default, the exact
-  path (full-size decoding, no DCT scaling), and inference alone at each precision;
+  machine disturbs far less than wall time): the default (fast) decoder, the exact one (Pillow,
+  the default before it), and inference alone at each precision;
 - peak RSS of a cnncodes run at 1x and 10x the images of the first set (re-encoded copies).
 Every measured run is a fresh subprocess. Prints a table per data set; the last line is a JSON
 object: vs_torch, vs_ceiling, cache_speedup, rss_growth, decode_core_ms, decode_speedup,
 infer_core_ms_fp32, infer_core_ms_int8, efficiency_fp32, efficiency_int8, int8_speedup and
-int8_vs_ceiling, each the lowest over the data sets (core-ms: the highest, the worst case), and
+int8_vs_ceiling, each the lowest over the data sets (core-ms: the highest, the worst case; "sets"
+holds each set's own figures), and
 the same ratios in CPU time (cpu_efficiency_fp32/int8: decode + inference core-ms over the
 end-to-end run's core-ms per image; int8_cpu_speedup), which hold on a busy machine.
 efficiency = end-to-end images/s over what the cores allow for that decode and inference cost,
@@ -54,29 +55,24 @@ print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "images": len(result.p
                   n_cores()), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
-# Decode CPU time is measured in one thread, image by image, as a decode worker runs it: the default path,
-# and (fp32 run only) the exact path, which decodes every JPEG at full size (no DCT-domain scaling).
+# Decode CPU time is measured in one thread, image by image, as a decode worker runs it: the default (fast)
+# decoder, and (fp32 run only) the exact one (Pillow, the default before; the same DCT-domain rule).
 CEILING_RUN = """
 import json, sys, time
 import numpy as np
-from cnncodes import images
 from cnncodes.engine import ExtractionOptions, Extractor
-from cnncodes.images import Preprocessing, decode_image, make_views
+from cnncodes.fastdecode import prepare_views
+from cnncodes.images import Preprocessing
 paths, batch, precision = open(sys.argv[1]).read().splitlines(), int(sys.argv[2]), sys.argv[3]
 extractor = Extractor(ExtractionOptions(precision=precision), cache=False)
 spec = extractor.backbone
-pre = Preprocessing(spec.input_size, spec.crop_fraction, spec.interpolation)
-def decode_all():
+def decode_all(decoder):
+    pre = Preprocessing(spec.input_size, spec.crop_fraction, spec.interpolation, decoder=decoder)
     cpu = time.process_time()
-    views = [make_views(decode_image(p, pre), pre)[0] for p in paths]
-    pixels = np.stack(views)
+    pixels = np.stack([prepare_views(p, pre, p)[0] for p in paths])
     return pixels, 1000 * (time.process_time() - cpu) / len(paths)
-pixels, decode_ms = decode_all()
-exact_ms = None
-if precision == "fp32":
-    images.DRAFT = False
-    exact, exact_ms = decode_all()
-    images.DRAFT = True
+pixels, decode_ms = decode_all(ExtractionOptions().decoder)
+exact_ms = decode_all("exact")[1] if precision == "fp32" else None
 extractor.codes_of_pixels(pixels[:batch])  # session creation is not inference
 start, cpu = time.perf_counter(), time.process_time()
 for i in range(0, len(pixels), batch):
@@ -317,7 +313,7 @@ def main() -> None:
         "\ngoals: int8_speedup >= 1.7, efficiency_fp32 and efficiency_int8 >= 0.85, decode_speedup >= 1.3, "
         "vs_ceiling >= 0.75, vs_torch >= 3, cache_speedup >= 50, rss_growth <= 1.2"
     )
-    print(json.dumps(worst))
+    print(json.dumps({**worst, "sets": {name: {k: round(v, 3) for k, v in f.items()} for name, f in per_set.items()}}))
 
 
 if __name__ == "__main__":

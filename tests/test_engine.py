@@ -20,7 +20,9 @@ import cnncodes
 from cnncodes.cache import CodeCache
 from cnncodes.errors import InputError
 from cnncodes.engine import ExtractionOptions, Extractor
-from cnncodes.images import Preprocessing, decode_image, make_views
+from cnncodes.fastdecode import prepare_views
+from cnncodes.images import Preprocessing
+from cnncodes.params import DECODERS
 from tests.conftest import HYMENOPTERA
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
@@ -150,12 +152,14 @@ def test_extractor_layers_settings_and_feature_names() -> None:
         Extractor(ExtractionOptions(), quiet=True)
 
 
-def test_extractor_codes_of_pixels_equal_a_run(image_dir: Path) -> None:
-    """Check that codes of already cut model inputs equal the codes of a run on the same images."""
-    extractor = Extractor(ExtractionOptions(views="flip", layer="stage4"), cache=False, progress=False)
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_extractor_codes_of_pixels_equal_a_run(image_dir: Path, decoder: str) -> None:
+    """Check that codes of already cut model inputs equal the codes of a run on the same images, by either decoder."""
+    options = ExtractionOptions(views="flip", layer="stage4", decoder=decoder)
+    extractor = Extractor(options, cache=False, progress=False)
     paths = sorted(image_dir.rglob("*.jpg"))[:2]
-    pre = Preprocessing(224, 0.875, "bicubic", views="flip")
-    pixels = np.stack([view for path in paths for view in make_views(decode_image(path, pre), pre)])
+    pre = Preprocessing(224, 0.875, "bicubic", views="flip", decoder=decoder)
+    pixels = np.stack([view for path in paths for view in prepare_views(path, pre, str(path))])
     np.testing.assert_allclose(extractor.codes_of_pixels(pixels), extractor.run(paths).codes, rtol=1e-5, atol=1e-6)
 
 

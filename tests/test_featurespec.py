@@ -16,7 +16,8 @@ from cnncodes.fingerprint import canonical_json, spec_fingerprint
 
 MODEL_SHA256 = "355ac2cb838a71f81eda48f4fad7903af0c5e4276a86b8fd3dd845d173f58372"
 # The canonical JSON that the extraction engine wrote before the feature-set spec became a class, for the
-# default options; caches, fingerprints and trained models depend on it staying byte for byte the same.
+# default options then (the exact decoder); caches, fingerprints and trained models depend on it staying byte for
+# byte the same.
 DEFAULT_JSON = (
     '{"combine":null,"dtype":"float32","gem_p":null,"grid":null,"model":"efficientnet_lite0",'
     f'"model_sha256":"{MODEL_SHA256}","normalize":"none","pooling":"none","power":null,'
@@ -35,8 +36,9 @@ def _spec(tap: str, **options: object) -> FeatureSetSpec:
 
 
 def _expected(changes: dict[str, object], preprocessing: dict[str, object] | None = None) -> str:
+    """The JSON of the default options (the fast decoder) with ``changes``."""
     spec = {**json.loads(DEFAULT_JSON), **changes}
-    spec["preprocessing"] = {**spec["preprocessing"], **(preprocessing or {})}
+    spec["preprocessing"] = {**spec["preprocessing"], "decoder": "fast", **(preprocessing or {})}
     return canonical_json(spec)
 
 
@@ -85,10 +87,14 @@ def test_extraction_options_check_names_the_owner(field: str, value: object, mes
 
 
 def test_feature_set_spec_default_json_is_unchanged() -> None:
-    """Check that the default options give, byte for byte, the JSON and fingerprint caches were keyed by."""
-    spec = _spec("penultimate")
+    """Check that the exact decoder gives, byte for byte, the JSON and fingerprint caches were keyed by, and that
+    the fast decoder (the default now) is named in the preprocessing, so its codes are a feature set of their own."""
+    spec = _spec("penultimate", decoder="exact")
     assert spec.to_json() == DEFAULT_JSON
     assert spec.fingerprint == spec_fingerprint(spec.as_dict()) == DEFAULT_FINGERPRINT
+    fast = _spec("penultimate")
+    assert fast.to_json() == _expected({}) and fast.fingerprint != DEFAULT_FINGERPRINT
+    assert FeatureSetSpec.from_json(fast.to_json()) == fast and FeatureSetSpec.from_json(DEFAULT_JSON) == spec
 
 
 @pytest.mark.parametrize(

@@ -166,6 +166,7 @@ def _sweep_table(result: Any, show_all: bool) -> str:
 @values_to_try("pooling", "Pooling")
 @values_to_try("precision", "Network precision")
 @declared_option("views")
+@declared_option("decoder")
 @click.option(
     "--val", type=click.Path(exists=True, path_type=Path), default=None, help="Score on this labelled split, not CV."
 )
@@ -187,6 +188,7 @@ def sweep(
     poolings: tuple[str, ...] | None,
     precisions: tuple[str, ...] | None,
     views: str,
+    decoder: str,
     val: Path | None,
     cv: int,
     groups: str | None,
@@ -212,7 +214,7 @@ def sweep(
         heads=heads,
         poolings=poolings,
         precisions=precisions,
-        codes=cnncodes.CNNCodes(views=views, **options),
+        codes=cnncodes.CNNCodes(views=views, decoder=decoder, **options),
         val=val,
         cv=cv,
         groups=groups,
