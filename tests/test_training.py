@@ -88,6 +88,22 @@ def test_load_labelled_codes_codes_file_feature_set_wins(small_tree: Path, share
     assert labelled.codes.layer == ("stage4",) and labelled.codes.layers_ == ("stage4",)
     assert labelled.codes.cache is False and labelled.codes.batch_size == 4
     assert labelled.y.tolist() == [0] * 20 + [1] * 20
+    assert labelled.codes.decoder == "fast"  # what made the file's codes
+    exact_file = tmp_path / "exact.h5"
+    cnncodes.extract(small_tree, decoder="exact", cache=str(shared_cache), output=exact_file, progress=False)
+    assert load_labelled_codes(exact_file, CNNCodes(cache=False)).codes.decoder == "exact"
+
+
+def test_codes_spec_from_before_the_fast_decoder_reads_as_exact() -> None:
+    """Check that a codes file's options without a decoder (files written before it existed) mean Pillow's."""
+    from cnncodes.featurespec import options_of_codes_spec
+
+    assert options_of_codes_spec({"options": {"layer": ["stage4"], "views": "flip"}}) == {
+        "layer": ("stage4",),
+        "views": "flip",
+        "decoder": "exact",
+    }
+    assert options_of_codes_spec({"options": {"decoder": "fast"}}) == {"decoder": "fast"}
 
 
 def test_load_labelled_codes_refuses_unlabelled_data(tmp_path: Path) -> None:

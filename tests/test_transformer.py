@@ -191,6 +191,16 @@ def test_cnncodes_first_wave_pickle_loads() -> None:
     assert restored.get_params()["gem_p"] == 3.0
 
 
+def test_cnncodes_pickled_before_the_fast_decoder_keeps_the_exact_one() -> None:
+    """Check that a CNNCodes saved before decoder existed (its codes made by Pillow) loads with decoder='exact',
+    so a model trained then predicts on the codes it was trained on; a new one defaults to 'fast'."""
+    old = CNNCodes(cache=False)
+    del old.decoder
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.decoder == "exact" and restored.get_params()["decoder"] == "exact"
+    assert CNNCodes().decoder == "fast" == params.default("decoder")
+
+
 def test_cnncodes_get_feature_names_out_needs_fit() -> None:
     """Check that asking an unfitted CNNCodes for names or codes raises NotFittedError naming CNNCodes."""
     from sklearn.exceptions import NotFittedError
