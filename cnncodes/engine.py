@@ -287,7 +287,9 @@ class Extractor:
         self.device: str = run["device"]
         self.n_threads: int | None = run["n_threads"]
         self.optimization: str = run["optimization"]
-        self.n_workers: int = decode_workers_for(run["n_workers"], self.device, options.precision, n_cores())
+        self._requested_workers: int | None = run["n_workers"]
+        # Threads that hash inputs and, until the session has chosen its device, the decode threads planned.
+        self.n_workers: int = self._decode_threads(self.device)
         self.on_error: str = run["on_error"]
         self.progress: bool | None = settings.get("progress")
         cache = run["cache"]
@@ -411,6 +413,10 @@ class Extractor:
             per_tap.append(codes)
         return per_tap
 
+    def _decode_threads(self, device: str) -> int:
+        precision, decoder = self.options.precision, self.options.decoder
+        return decode_workers_for(self._requested_workers, device, precision, n_cores(), decoder)
+
     def _prepare_views(self, source: Source, name: str) -> list[np.ndarray]:
         return prepare_views(source, self._preprocessing, name)
 
@@ -516,12 +522,16 @@ class Extractor:
         if not plan.todo:
             return
         names, sources = plan.inputs.names, plan.inputs.sources
-        window = max(2 * largest_batch_size(self.batch_size) // n_views(self.options.views), 2 * self.n_workers, 4)
+        # The session first: decode threads are balanced against the device it runs on (auto may end on the CPU).
+        session = self._get_session()
+        n_decoders = self._decode_threads(session.choice.device)
+        logger.debug("decoding on %d threads beside inference on %s", n_decoders, session.choice.device)
+        window = max(2 * largest_batch_size(self.batch_size) // n_views(self.options.views), 2 * n_decoders, 4)
         pending: collections.deque[tuple[int, Future[list[np.ndarray]]]] = collections.deque()
         batch_index: list[int] = []
         batch_views: list[np.ndarray] = []
         queue = iter(plan.todo)
-        with ThreadPoolExecutor(self.n_workers) as decoders:
+        with ThreadPoolExecutor(n_decoders) as decoders:
 
             def submit_next() -> None:
                 index = next(queue, None)
@@ -530,8 +540,7 @@ class Extractor:
 
             for _ in range(window):
                 submit_next()
-            # The session (model preparation, provider probing) opens while the first images decode.
-            batch_size = self._get_session().batch_size
+            batch_size = session.batch_size
             while pending:
                 index, future = pending.popleft()
                 submit_next()

@@ -62,9 +62,13 @@ HEAD_NAMES = ("extra-trees", "hist-gb", "linear-svm", "logistic", "random-forest
 ESTIMATOR_ON_ERROR = "raise"  # CNNCodes must keep rows aligned with y, so a bad image raises unless asked
 POWER_EXPONENT = 0.5  # "power" normalization is the signed square root (then L2), a fixed constant
 _BATCH_SIZE_BY_DEVICE = {"cpu": 8, "cuda": 64, "tensorrt": 64}  # small batches are fastest on CPUs (measured)
-# Core-ms per image on 2 cores, Lite0 at 224 px (issue 11's profile): decoding, and inference by precision.
-_DECODE_CORE_MS = 3.1
+# Core-ms per image on 2 cores, Lite0 at 224 px, a 500x375 JPEG (issue 11 profile; fast = exact / 1.35, measured):
+# decoding by decoder, inference by precision.
+_DECODE_CORE_MS = {"fast": 2.3, "exact": 3.1}
 _INFER_CORE_MS = {"fp32": 6.1, "int8": 2.4, "fp16": 6.1}
+# Fewer decode threads than this starve inference on bursts, even where their CPU share is smaller (measured
+# on 2 cores, fp32: 1 thread 91 images/s, 2 threads 106, 3 threads 105).
+_MIN_DECODE_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -267,28 +271,51 @@ def batch_size_for(batch_size: int | None, device: str) -> int:
     return batch_size if batch_size is not None else _BATCH_SIZE_BY_DEVICE.get(device, _BATCH_SIZE_BY_DEVICE["cpu"])
 
 
-def decode_workers_for(n_workers: int | None, device: str, precision: str, n_cores: int) -> int:
+def decode_workers_for(n_workers: int | None, device: str, precision: str, n_cores: int, decoder: str = "fast") -> int:
     """Decode threads: ``n_workers`` if given; else every core on a GPU, and on the CPU as many as keep up.
 
     On the CPU, inference (onnxruntime's threads, every core) and decoding share the cores;
     decoding keeps up with ``ceil(n_cores * decode / (decode + inference))`` threads, the
-    share of the cores its CPU time per image takes. More only add threads that wait.
+    share of the cores its CPU time per image takes, and never fewer than two (where there
+    are two cores): one thread alone falls behind whenever inference takes a burst of CPU.
+    More only add threads that wait, or take cores from inference.
+
+    Parameters
+    ----------
+    n_workers : int or None
+        What the user asked for; returned as it is unless None.
+    device : str
+        The device inference runs on: ``"cpu"``, or a GPU device (``"auto"`` counts as one,
+        since it tries one first).
+    precision : str
+        The network's arithmetic (``"fp32"``, ``"int8"``, ``"fp16"``): its inference cost.
+    n_cores : int
+        Cores this process may use.
+    decoder : str, default="fast"
+        The decoder (``"fast"`` or ``"exact"``): its decoding cost.
+
+    Returns
+    -------
+    int
 
     Examples
     --------
     >>> decode_workers_for(None, "cpu", "fp32", 2), decode_workers_for(None, "cpu", "int8", 2)
-    (1, 2)
-    >>> decode_workers_for(None, "cpu", "fp32", 32), decode_workers_for(None, "cuda", "fp32", 32)
+    (2, 2)
+    >>> decode_workers_for(None, "cpu", "fp32", 32), decode_workers_for(None, "cpu", "int8", 32)
+    (9, 16)
+    >>> decode_workers_for(None, "cpu", "fp32", 32, "exact"), decode_workers_for(None, "cuda", "fp32", 32)
     (11, 32)
-    >>> decode_workers_for(3, "cpu", "fp32", 2)
-    3
+    >>> decode_workers_for(None, "cpu", "fp32", 1), decode_workers_for(3, "cpu", "fp32", 2)
+    (1, 3)
     """
     if n_workers is not None:
         return n_workers
     if device != "cpu":  # a GPU (or auto, which tries one first) leaves the cores to decoding
         return max(1, n_cores)
-    share = _DECODE_CORE_MS / (_DECODE_CORE_MS + _INFER_CORE_MS.get(precision, _INFER_CORE_MS["fp32"]))
-    return max(1, math.ceil(n_cores * share))
+    decode = _DECODE_CORE_MS.get(decoder, _DECODE_CORE_MS["exact"])
+    share = decode / (decode + _INFER_CORE_MS.get(precision, _INFER_CORE_MS["fp32"]))
+    return max(min(_MIN_DECODE_THREADS, n_cores), math.ceil(n_cores * share), 1)
 
 
 def n_cores() -> int:

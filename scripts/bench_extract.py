@@ -51,7 +51,7 @@ start, cpu = time.perf_counter(), time.process_time()
 result = cnncodes.extract(paths, cache=sys.argv[2], output=sys.argv[3], precision=sys.argv[4], progress=False)
 elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "images": len(result.paths), "failed": result.n_failed,
-                  "from_cache": result.n_from_cache, "decode_threads": decode_workers_for(None, "auto", sys.argv[4],
+                  "from_cache": result.n_from_cache, "decode_threads": decode_workers_for(None, "cpu", sys.argv[4],
                   n_cores()), "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

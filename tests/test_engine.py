@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ from cnncodes.errors import InputError
 from cnncodes.engine import ExtractionOptions, Extractor
 from cnncodes.fastdecode import prepare_views
 from cnncodes.images import Preprocessing
-from cnncodes.params import DECODERS
+from cnncodes.params import DECODERS, decode_workers_for, n_cores
 from tests.conftest import HYMENOPTERA
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
@@ -161,6 +162,21 @@ def test_extractor_codes_of_pixels_equal_a_run(image_dir: Path, decoder: str) ->
     pre = Preprocessing(224, 0.875, "bicubic", views="flip", decoder=decoder)
     pixels = np.stack([view for path in paths for view in prepare_views(path, pre, str(path))])
     np.testing.assert_allclose(extractor.codes_of_pixels(pixels), extractor.run(paths).codes, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "n_workers"), [("auto", "fp32", None), ("cpu", "int8", None), ("cpu", "fp32", 3)]
+)
+def test_extractor_decode_threads_follow_the_device_the_session_chose(
+    image_dir: Path, caplog: pytest.LogCaptureFixture, device: str, precision: str, n_workers: int | None
+) -> None:
+    """Check that decode threads are balanced for the device the session runs on (auto ends on the CPU here)."""
+    extractor = Extractor(ExtractionOptions(precision=precision), device=device, n_workers=n_workers, cache=False)
+    with caplog.at_level(logging.DEBUG, logger="cnncodes"):
+        assert extractor.run(sorted(image_dir.rglob("*.jpg"))[:2]).codes.shape == (2, 1280)
+    expected = n_workers or decode_workers_for(None, "cpu", precision, n_cores(), "fast")
+    assert f"decoding on {expected} threads beside inference on cpu" in caplog.messages
+    assert extractor.n_workers == (n_workers or decode_workers_for(None, device, precision, n_cores()))
 
 
 def test_extraction_plan_completed_by_another_process(image_dir: Path, cache_path: Path) -> None:
