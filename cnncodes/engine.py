@@ -29,10 +29,9 @@ from .params import largest_batch_size, n_cores
 from .pooling import code_length, combine_views, normalize_codes, pool
 from .progress import Progress
 from .quantize import precision_model_file
-from .runtime import Session
-from .taps import prepare_model
 
 if TYPE_CHECKING:
+    from .runtime import Session
     from typing_extensions import Unpack  # typing.Unpack from Python 3.11 on
 
 __all__ = ["ExtractionOptions", "ExtractionResult", "ExtractionPlan", "Extractor", "RunSettings"]
@@ -354,6 +353,10 @@ class Extractor:
 
     # -- running ------------------------------------------------------------------------
     def _get_session(self) -> Session:
+        # onnx and onnxruntime load here, on the first image to compute: a run served by the cache never needs them.
+        from .runtime import Session
+        from .taps import prepare_model
+
         with self._session_lock:
             if self._session is None:
                 model = prepare_model(

@@ -72,6 +72,22 @@ def test_cli_help_loads_no_heavy_library() -> None:
     assert json.loads(completed.stdout.splitlines()[-1]) == []
 
 
+def test_a_run_served_by_the_cache_loads_neither_onnx_nor_onnxruntime(image_dir: Path, tmp_path: Path) -> None:
+    """Check that a second extract of the same images, all from the cache, imports no inference library."""
+    code = (
+        "import sys, json, cnncodes\n"
+        f"paths = sorted(str(p) for p in __import__('pathlib').Path({str(image_dir)!r}).rglob('*.jpg'))\n"
+        f"first = cnncodes.extract(paths, cache={str(tmp_path / 'cache')!r}, progress=False)\n"
+        "print(json.dumps([first.n_from_cache, first.n_images]))\n"
+    )
+    assert json.loads(_run(sys.executable, "-c", code + "print(0)").stdout.splitlines()[0])[0] == 0
+    code += "print(json.dumps([m for m in ('onnx', 'onnxruntime') if m in sys.modules]))"
+    completed = _run(sys.executable, "-c", code)
+    assert completed.returncode == 0, completed.stderr
+    served, loaded = (json.loads(line) for line in completed.stdout.splitlines()[-2:])
+    assert served[0] == served[1] > 0 and loaded == []
+
+
 @pytest.mark.parametrize("module", SOURCE_FILES)
 def test_module_opens_with_one_line_docstring(module: str) -> None:
     """Check that every module (subpackages' too) opens with a one-line docstring of its responsibility."""
