@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 
 from .errors import CacheFormatError
+from .seals import check_sealed
 from .shardfiles import CODES_FORMAT, reading, writing
 
 __all__ = ["CodesFile", "write_codes_file", "read_codes_file", "iter_codes_file", "is_codes_file"]
@@ -182,7 +183,8 @@ def is_codes_file(path: Path | str) -> bool:
     False
     """
     try:
+        check_sealed(Path(path), "codes file")
         with h5py.File(path, "r") as handle:
             return handle.attrs.get("format") in (CODES_FORMAT, CODES_FORMAT.encode())
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # CacheFormatError included
         return False

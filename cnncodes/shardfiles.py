@@ -2,12 +2,15 @@
 
 A shard holds ``/keys`` (N,) S64 aligned with ``/codes`` (N, D), both chunked by rows and
 checksummed (HDF5's fletcher32 filter), so a flipped bit fails the read of its chunk instead of
-returning wrong codes. Shards of format version 1 written before checksums read unchanged.
+returning wrong codes. Every file written here ends in a seal (:mod:`cnncodes.seals`): a digest
+of all its bytes but those chunks, checked before libhdf5 parses the file. Files written before
+seals, or before checksums, read unchanged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -20,6 +23,7 @@ from .errors import CacheFormatError
 from .fileio import TEMP_PREFIX, atomic_path
 from .keyindex import shard_names
 from .messages import newer_format_message
+from .seals import check_sealed, is_sealed, mark_checked, seal
 
 __all__ = [
     "SHARD_FORMAT",
@@ -42,6 +46,7 @@ SHARD_FORMAT = "cnncodes-shard"
 CODES_FORMAT = "cnncodes-codes"
 FORMAT_VERSION = 1
 _FORMAT_NAMES = {SHARD_FORMAT: "cache", CODES_FORMAT: "codes file"}  # what version messages call each format
+_FILE_KINDS = {SHARD_FORMAT: "shard", CODES_FORMAT: "codes file"}  # what damage messages call one file
 _CHUNK_ROWS = 16  # rows per HDF5 chunk: the unit a checksum covers and a lookup reads (80 KB of 1280 float32)
 _BLOCK_ROWS = 4096  # rows in memory at once while verifying or compacting
 _ORPHAN_AGE_S = 3600.0  # a temporary file untouched this long belongs to no live writer
@@ -49,7 +54,10 @@ _ORPHAN_AGE_S = 3600.0  # a temporary file untouched this long belongs to no liv
 
 @contextlib.contextmanager
 def reading(path: Path, expected_format: str) -> Iterator[h5py.File]:
-    """Open an HDF5 file of ours for reading, refusing another format or a newer version."""
+    """Open an HDF5 file of ours for reading, refusing a broken seal, another format or a newer version."""
+    check_sealed(path, _FILE_KINDS[expected_format])
+    if expected_format == SHARD_FORMAT and not is_sealed(path):
+        _seal_old_shard(path)
     with h5py.File(path, "r") as handle:
         try:
             found_format = handle.attrs.get("format")
@@ -69,13 +77,36 @@ def reading(path: Path, expected_format: str) -> Iterator[h5py.File]:
 
 @contextlib.contextmanager
 def new_file(path: Path, file_format: str) -> Iterator[h5py.File]:
-    """A new HDF5 file of ours at ``path``, on disk (fsync) once the block ends."""
+    """A new HDF5 file of ours at ``path``, sealed and on disk (fsync) once the block ends."""
     with h5py.File(path, "w") as handle:
         handle.attrs["format"] = file_format
         handle.attrs["format_version"] = FORMAT_VERSION
         yield handle
+    seal(path, _checksummed_chunks(path))
     with open(path, "rb") as synced:
         os.fsync(synced.fileno())
+
+
+def _seal_old_shard(path: Path) -> None:
+    """Seal a shard written before seals, once it passed the child-process check (where the cache is writable)."""
+    with contextlib.suppress(OSError), open(path, "r+b") as locked:
+        fcntl.lockf(locked, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process sealing it: leave it to that one
+        if not is_sealed(path):
+            seal(path, _checksummed_chunks(path))
+            mark_checked(path)
+
+
+def _checksummed_chunks(path: Path) -> list[tuple[int, int]]:
+    """(offset, size) of every chunk of a fletcher32-checksummed dataset: what the seal need not cover."""
+    chunks: list[tuple[int, int]] = []
+
+    def add_chunks(name: str, node: Any) -> None:
+        if isinstance(node, h5py.Dataset) and node.fletcher32:
+            node.id.chunk_iter(lambda info: chunks.append((info.byte_offset, info.size)))
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(add_chunks)
+    return chunks
 
 
 @contextlib.contextmanager
@@ -190,8 +221,8 @@ def shards_fingerprint(folder: Path) -> str:
     """The fingerprint a feature-set folder's shards carry (the folder name if none can be read)."""
     for name in shard_names(folder / "shards"):
         # a damaged shard is passed over: h5py raises KeyError or ValueError for some damage (fuzzed)
-        with contextlib.suppress(OSError, KeyError, ValueError, TypeError), h5py.File(
-            folder / "shards" / name, "r"
+        with contextlib.suppress(OSError, KeyError, ValueError, TypeError), reading(
+            folder / "shards" / name, SHARD_FORMAT
         ) as handle:
             fingerprint = handle.attrs.get("fingerprint", "")
             fingerprint = fingerprint.decode() if isinstance(fingerprint, bytes) else str(fingerprint)

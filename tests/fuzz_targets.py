@@ -23,6 +23,7 @@ import numpy as np
 FUZZ_DATA = Path(__file__).parent / "data" / "fuzz"  # committed crash reproducers, one folder per target
 _DATA = Path(__file__).parent / "data"
 _WORK = Path(tempfile.mkdtemp(prefix="cnncodes-fuzz-"))  # one scratch folder per process: files to read
+PROBE_TIMEOUT_S = 2.0  # how long an unsealed HDF5 file may keep libhdf5 busy in its child, below the fuzz timeout
 
 
 def _file(name: str, data: bytes) -> Path:
@@ -32,15 +33,16 @@ def _file(name: str, data: bytes) -> Path:
 
 
 def fuzz_image(data: bytes) -> None:
-    """Decode ``data`` as an image file (read from bytes: files take the same path after opening)."""
+    """Decode ``data`` as an image file by both decoders (from bytes: files take the same path after opening)."""
     from cnncodes.errors import CnnCodesError
-    from cnncodes.images import Preprocessing, decode_image, make_views
+    from cnncodes.fastdecode import prepare_views
+    from cnncodes.images import Preprocessing
 
-    pre = Preprocessing(16, 0.875, "bilinear")
-    try:
-        make_views(decode_image(data, pre, name="<fuzz>"), pre)
-    except CnnCodesError:
-        pass
+    for decoder in ("exact", "fast"):
+        try:
+            prepare_views(data, Preprocessing(16, 0.875, "bilinear", decoder=decoder), "<fuzz>")
+        except CnnCodesError:
+            pass
 
 
 def fuzz_csv(data: bytes) -> None:
@@ -55,6 +57,12 @@ def fuzz_csv(data: bytes) -> None:
         return
     inside = [i for i, p in enumerate(inputs.sources) if str(p).startswith(str(_WORK))]  # never hash /dev or /
     content_keys([inputs.sources[i] for i in inside[:8]], [inputs.names[i] for i in inside[:8]])
+
+
+def _short_probes() -> None:
+    import cnncodes.seals
+
+    cnncodes.seals.PROBE_TIMEOUT_S = PROBE_TIMEOUT_S
 
 
 def _read_file(reader: Callable[[Path], object], name: str, data: bytes) -> None:
@@ -73,6 +81,7 @@ def fuzz_codes_file(data: bytes) -> None:
     """Read ``data`` as a codes file (metadata and codes)."""
     from cnncodes.codesfile import read_codes_file
 
+    _short_probes()
     _read_file(read_codes_file, "codes.h5", data)
 
 
@@ -82,6 +91,7 @@ def fuzz_shard(data: bytes) -> None:
     from cnncodes.cacheops import verify_cache
     from cnncodes.errors import CnnCodesError
 
+    _short_probes()
     root = _WORK / "cache"
     feature_set = CodeCache(root).feature_set({"tap": "fuzz", "dtype": "float32"})
     shards = feature_set.path / "shards"
@@ -136,10 +146,17 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
 
 
 _MODULES = {  # what each target reads with: instrumented for coverage before anything imports them
-    "image": ["cnncodes.images", "PIL.Image", "PIL.JpegImagePlugin", "PIL.PngImagePlugin", "PIL.TiffImagePlugin"],
+    "image": [
+        "cnncodes.images",
+        "cnncodes.fastdecode",
+        "PIL.Image",
+        "PIL.JpegImagePlugin",
+        "PIL.PngImagePlugin",
+        "PIL.TiffImagePlugin",
+    ],
     "csv": ["cnncodes.inputs", "cnncodes.datasets", "cnncodes.contentkeys"],
-    "codes_file": ["cnncodes.cache"],
-    "shard": ["cnncodes.cache"],
+    "codes_file": ["cnncodes.cache", "cnncodes.seals"],
+    "shard": ["cnncodes.cache", "cnncodes.seals"],
     "card": ["cnncodes.backbones"],
     "weights": ["cnncodes.weights"],
     "model_file": ["cnncodes.persist", "joblib"],
@@ -177,6 +194,15 @@ def _codes_seed() -> bytes:
     return path.read_bytes()
 
 
+def _shard_seed() -> bytes:
+    from cnncodes.cache import CodeCache
+
+    feature_set = CodeCache(_WORK / "seed_cache").feature_set({"tap": "seed", "dtype": "float32"})
+    feature_set.add(["k1", "k2", "k3"], np.ones((3, 4), np.float32))
+    feature_set.flush()
+    return next((feature_set.path / "shards").glob("*.h5")).read_bytes()
+
+
 def _model_seed() -> bytes:
     from sklearn.dummy import DummyClassifier
 
@@ -195,7 +221,7 @@ def seeds(target: str) -> list[bytes]:
     elif target == "codes_file":
         found = [_codes_seed(), (_DATA / "v1_codes.h5").read_bytes()]
     elif target == "shard":
-        found = [(_DATA / "v1_shard.h5").read_bytes()]
+        found = [_shard_seed(), (_DATA / "v1_shard.h5").read_bytes()]
     elif target == "card":
         cards = sorted((Path(__file__).parents[1] / "models_onnx").glob("*.json"))
         found = [path.read_bytes() for path in cards[:3]] + [json.dumps({"taps": []}).encode()]

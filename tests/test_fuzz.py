@@ -28,13 +28,9 @@ READERS = {
     "codes_file": (read_codes_file, CacheFormatError),
     "card": (_parse_card, ModelFileError),
 }
-# Failures found that are not exceptions escaping a reader and are open outside this branch, with the reproducers
-# under tests/data/fuzz-open (see the README's Reliability section). Remove an entry when its fix lands.
-KNOWN_OPEN = {
-    # libhdf5 2.0.0 (h5py 3.16) loops on a damaged variable-length string attribute: the shard checksums' job.
-    "shard": ("timeout",),
-    "codes_file": ("timeout",),
-}
+# Failures found that are not exceptions escaping a reader and are open, with the reproducers under
+# tests/data/fuzz-open (see the README's Reliability section). Add an entry only with its reproducer.
+KNOWN_OPEN: dict[str, tuple[str, ...]] = {}
 CRASHES = sorted(p for p in FUZZ_DATA.glob("*/crash-*"))
 
 
