@@ -91,9 +91,14 @@ def _seal_old_shard(path: Path) -> None:
     """Seal a shard written before seals, once it passed the child-process check (where the cache is writable)."""
     with contextlib.suppress(OSError), open(path, "r+b") as locked:
         fcntl.lockf(locked, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process sealing it: leave it to that one
-        if not is_sealed(path):
-            seal(path, _checksummed_chunks(path))
-            mark_checked(path)
+        if is_sealed(path):
+            return
+        try:
+            chunks = _checksummed_chunks(path)
+        except (KeyError, RuntimeError, ValueError, TypeError):  # damaged objects: left unsealed, refused on reading
+            return
+        seal(path, chunks)
+        mark_checked(path)
 
 
 def _checksummed_chunks(path: Path) -> list[tuple[int, int]]:
