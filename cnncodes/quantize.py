@@ -57,6 +57,11 @@ CALIBRATION_IMAGES = (
     "page.png",
 )
 CALIBRATION_VIEWS = "5crop"  # five crops of each image: 80 calibration inputs
+# The first convolutions stay float: on CPUs without VNNI (AVX2 alone) ONNX Runtime's u8 x s8 kernels
+# saturate 16-bit sums on their wide activations, and Lite0's int8 codes fell to cosine 0.63 of fp32 on
+# ants/bees photos (0.97 with these three in float, at the same speed: they are 2% of the multiply-adds).
+FLOAT_CONVS = 3
+INT8_RECIPE = "int8v2"  # in the file name: graphs built by an earlier recipe are rebuilt, never reused
 
 
 def _calibration_folder() -> Path:
@@ -118,8 +123,9 @@ def _quiet_advice() -> Iterator[None]:
         root.removeFilter(keep)
 
 
-def _with_tap_outputs(source: Path | str, backbone: BackboneSpec, folder: Path) -> Path:
-    """A copy of ``source`` whose taps are graph outputs: the quantizer then keeps their names.
+def _with_tap_outputs(source: Path | str, backbone: BackboneSpec, folder: Path) -> tuple[Path, list[str]]:
+    """A copy of ``source`` whose taps are graph outputs (the quantizer then keeps their names), and the names
+    of its first ``FLOAT_CONVS`` convolutions (at most a quarter of them).
 
     Otherwise it may fold an activation into the node before it, and a tap that was that node's
     output would be gone from the int8 graph.
@@ -127,6 +133,7 @@ def _with_tap_outputs(source: Path | str, backbone: BackboneSpec, folder: Path) 
     import onnx
 
     model = onnx.load(str(source))
+    convolutions = [node.name for node in model.graph.node if node.op_type == "Conv"]  # in graph (topological) order
     outputs = {output.name for output in model.graph.output}
     produced = {name for node in model.graph.node for name in node.output}
     for tensor in dict.fromkeys(tap.tensor for tap in backbone.taps):
@@ -134,11 +141,14 @@ def _with_tap_outputs(source: Path | str, backbone: BackboneSpec, folder: Path) 
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(tensor))
     path = folder / "fp32.onnx"
     onnx.save(model, str(path))
-    return path
+    return path, convolutions[: min(FLOAT_CONVS, len(convolutions) // 4)]  # a small graph keeps most quantized
 
 
 def build_int8(source: Path | str, target: Path | str, backbone: BackboneSpec) -> Path:
     """Write the int8 (static QDQ) graph of the fp32 ONNX file ``source`` to ``target``, atomically.
+
+    Weights are int8 per channel, activations uint8 from min-max calibration on fixed photos; the
+    first ``FLOAT_CONVS`` convolutions stay float (see there).
 
     Parameters
     ----------
@@ -173,10 +183,12 @@ def build_int8(source: Path | str, target: Path | str, backbone: BackboneSpec) -
             return None if row is None else {backbone.input_name: batch[row : row + 1]}
 
     with tempfile.TemporaryDirectory() as folder, atomic_path(target, suffix=".onnx") as temporary, _quiet_advice():
+        tapped, float_convolutions = _with_tap_outputs(source, backbone, Path(folder))
         quantize_static(
-            str(_with_tap_outputs(source, backbone, Path(folder))),
+            str(tapped),
             str(temporary),
             Reader(),
+            nodes_to_exclude=float_convolutions,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
@@ -213,8 +225,8 @@ def build_fp16(source: Path | str, target: Path | str) -> Path:
 def precision_model_file(backbone: BackboneSpec, source: Path, precision: str) -> Path:
     """The ONNX file that runs ``backbone`` at ``precision``, built into the models folder on first use.
 
-    The file is named after ``source`` and the first 12 hex digits of its sha256, so a new
-    fp32 file gets new reduced graphs.
+    The file is named after ``source``, the recipe (``INT8_RECIPE`` for int8) and the first 12 hex
+    digits of the source's sha256, so a new fp32 file or a new recipe gets new reduced graphs.
 
     Parameters
     ----------
@@ -248,7 +260,8 @@ def precision_model_file(backbone: BackboneSpec, source: Path, precision: str) -
     check_parameter("precision", precision)
     if precision == "fp32":
         return source
-    target = models_dir() / f"{source.stem}.{precision}-{file_sha256(source)[:12]}.onnx"
+    recipe = INT8_RECIPE if precision == "int8" else precision
+    target = models_dir() / f"{source.stem}.{recipe}-{file_sha256(source)[:12]}.onnx"
     if not target.is_file():
         logging.getLogger("cnncodes").info("building %s (%s) from %s", target.name, precision, source.name)
         try:

@@ -71,7 +71,7 @@ def test_precision_model_file_named_by_source_and_built_once(tmp_path: Path) -> 
     backbone = resolve_backbone(source)
     assert precision_model_file(backbone, source, "fp32") == source
     int8 = precision_model_file(backbone, source, "int8")
-    assert int8.parent == cnncodes.models_dir() and re.fullmatch(r"tiny\.int8-[0-9a-f]{12}\.onnx", int8.name)
+    assert int8.parent == cnncodes.models_dir() and re.fullmatch(r"tiny\.int8v2-[0-9a-f]{12}\.onnx", int8.name)
     mtime = int8.stat().st_mtime_ns
     assert precision_model_file(backbone, source, "int8").stat().st_mtime_ns == mtime
     with pytest.raises(InputError, match=re.escape("The 'precision' parameter must be one of 'fp32', 'int8', 'fp16'")):
