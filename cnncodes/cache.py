@@ -32,7 +32,7 @@ import numpy as np
 
 from .contentkeys import FileKeyMemo
 from .errors import CacheFormatError
-from .fileio import TEMP_PREFIX, write_text_atomic
+from .fileio import TEMP_PREFIX, refuses_writes, write_text_atomic
 from .fingerprint import spec_fingerprint
 from .keyindex import INDEX_NAME, IndexUnavailable, KeyIndex, shard_names
 from .shardfiles import (
@@ -56,6 +56,32 @@ __all__ = ["CodeCache", "FeatureSet", "FeatureSetInfo", "ShardDamage"]
 _FOLDER_DIGITS = 20
 _shard_numbers = itertools.count()  # orders one process's shards within a second
 _T = TypeVar("_T")
+
+
+class NotWrittenNotice:
+    """Says once per cache that it is not being written (read-only, missing, full); later refusals stay quiet.
+
+    The file-key memo, the key indexes and the shards of one cache share it, so a run into a
+    cache it cannot write gives one warning, not one per part.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.said = False
+
+    def __call__(self, error: BaseException) -> None:
+        if not self.said:
+            self.said = True
+            reason = getattr(error, "reason", None) or _strerror(error)
+            message = f"{self.root}: the cache is not being written ({reason}); codes are computed and returned"
+            warnings.warn(message, stacklevel=4)
+
+
+def _strerror(error: BaseException) -> str:
+    """The system's words for an OSError (not libhdf5's whole story), else the error as it reads."""
+    while isinstance(error.__cause__, BaseException) and not isinstance(error, OSError):
+        error = error.__cause__
+    return os.strerror(error.errno) if isinstance(error, OSError) and error.errno else str(error)
 
 
 @dataclass
@@ -122,8 +148,15 @@ class FeatureSet:
     """
 
     def __init__(
-        self, root: Path, spec: dict[str, Any], shard_size: int = 512, *, fingerprint: str | None = None
+        self,
+        root: Path,
+        spec: dict[str, Any],
+        shard_size: int = 512,
+        *,
+        fingerprint: str | None = None,
+        not_written: NotWrittenNotice | None = None,
     ) -> None:
+        self.not_written = not_written or NotWrittenNotice(root)
         self.spec = spec
         self.fingerprint = fingerprint or spec_fingerprint(spec)
         self.path = root / self.fingerprint[:_FOLDER_DIGITS]
@@ -149,7 +182,10 @@ class FeatureSet:
                     self._warn_damaged(name, problem)
             return action(self.index)
         except IndexUnavailable as error:
-            warnings.warn(f"{error}; scanning the shards instead", stacklevel=3)
+            if refuses_writes(error):  # e.g. a read-only cache: its one warning says so
+                self.not_written(error)
+            else:
+                warnings.warn(f"{error}; scanning the shards instead", stacklevel=3)
             self._scan_only = True
             return None
 
@@ -301,7 +337,7 @@ class FeatureSet:
             try:
                 self._write_shard(keys[start:stop], codes[start:stop])
             except OSError as error:  # read-only, full or missing: the run keeps its codes, the cache does not
-                warnings.warn(f"{self.path}: the cache is not being written ({error})", stacklevel=2)
+                self.not_written(error)
                 self._unwritable = True
                 return
             start = stop
@@ -463,7 +499,8 @@ class CodeCache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.shard_size = shard_size
         self._open: dict[str, FeatureSet] = {}
-        self.key_memo = FileKeyMemo(self.root / "file-keys.sqlite")
+        self.not_written = NotWrittenNotice(self.root)
+        self.key_memo = FileKeyMemo(self.root / "file-keys.sqlite", on_unwritable=self.not_written)
 
     def feature_set(self, spec: dict[str, Any]) -> FeatureSet:
         """The feature set of ``spec`` (created on first write)."""
@@ -471,7 +508,9 @@ class CodeCache:
 
     def _feature_set(self, spec: dict[str, Any], fingerprint: str) -> FeatureSet:
         if fingerprint not in self._open:
-            self._open[fingerprint] = FeatureSet(self.root, spec, self.shard_size, fingerprint=fingerprint)
+            self._open[fingerprint] = FeatureSet(
+                self.root, spec, self.shard_size, fingerprint=fingerprint, not_written=self.not_written
+            )
         return self._open[fingerprint]
 
     def flush(self) -> None:

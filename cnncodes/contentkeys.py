@@ -17,11 +17,12 @@ import warnings
 from stat import S_ISREG
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from .errors import ImageDecodeError
+from .fileio import refuses_writes
 from .fingerprint import sha256_array, sha256_bytes, sha256_file
 from .messages import not_regular_message
 
@@ -70,8 +71,9 @@ class FileKeyMemo:
     >>> memo.close(); shutil.rmtree(folder)
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, on_unwritable: Callable[[BaseException], None] | None = None) -> None:
         self.path = path
+        self.on_unwritable = on_unwritable  # told instead of a warning when the storage refuses writes
         self._connection: sqlite3.Connection | None = None
         self._disabled = False
 
@@ -88,7 +90,10 @@ class FileKeyMemo:
         return self._connection
 
     def _disable(self, error: Exception) -> None:
-        warnings.warn(f"{self.path}: file-key memo disabled ({error}); hashing every file", stacklevel=3)
+        if self.on_unwritable is not None and refuses_writes(error):
+            self.on_unwritable(error)
+        else:
+            warnings.warn(f"{self.path}: file-key memo disabled ({error}); hashing every file", stacklevel=3)
         self._disabled = True
         self._connection = None
 
@@ -160,7 +165,12 @@ class FileKeyMemo:
             self._connection = None
 
     def __getstate__(self) -> dict[str, object]:
-        return {"path": self.path, "_connection": None, "_disabled": self._disabled}
+        return {
+            "path": self.path,
+            "on_unwritable": self.on_unwritable,
+            "_connection": None,
+            "_disabled": self._disabled,
+        }
 
 
 def content_key(source: object) -> str:
@@ -201,7 +211,7 @@ def _key_and_stat(source: object) -> tuple[str, os.stat_result | None]:
     if isinstance(source, (str, Path)):
         stat = os.stat(source)
         if not S_ISREG(stat.st_mode):  # reading a FIFO would wait for a writer; a folder has no bytes
-            raise ImageDecodeError(not_regular_message(source, stat.st_mode))
+            raise ImageDecodeError(not_regular_message(source, stat.st_mode, source))
         return sha256_file(source), stat
     if isinstance(source, bytes):
         return sha256_bytes(source), None

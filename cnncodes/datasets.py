@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -47,18 +48,37 @@ class Dataset:
 
 
 def _images_below(folder: Path) -> list[Path]:
-    """Image files below ``folder``; a broken symlink or a symlink loop with an image name is kept, to fail by name."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in _IMAGE_SUFFIXES
-        and (p.is_symlink() or not p.is_dir())
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    """Image files below ``folder``, sorted, hidden entries left out.
+
+    A broken symlink or a symlink loop with an image name is kept, to fail by name; so is a
+    folder that cannot be listed (permissions), to fail as "cannot list folder" rather than
+    vanish with the images in it. Symlinked folders are not followed.
+    """
+    found: list[Path] = []
+
+    def keep_unlistable(error: OSError) -> None:
+        if error.filename is not None:
+            found.append(Path(error.filename))
+
+    for parent, folder_names, file_names in os.walk(folder, onerror=keep_unlistable):
+        folder_names[:] = [name for name in folder_names if not name.startswith(".")]
+        for name in file_names + [name for name in folder_names if os.path.islink(os.path.join(parent, name))]:
+            if not name.startswith(".") and Path(name).suffix.lower() in _IMAGE_SUFFIXES:
+                found.append(Path(parent, name))
+    return sorted(found)
+
+
+def _list_or_fail(folder: Path) -> list[Path]:
+    """The entries of ``folder``; a folder given as input that cannot be listed is a one-line error."""
+    try:
+        return list(folder.iterdir())
+    except OSError as error:
+        message = f"{folder}: cannot list folder ({error.strerror or error})"
+        raise InputError(message) from None
 
 
 def _from_folder(folder: Path) -> Dataset:
-    class_dirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    class_dirs = sorted(d for d in _list_or_fail(folder) if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         return Dataset(_images_below(folder))
     paths: list[Path] = []

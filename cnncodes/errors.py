@@ -12,6 +12,7 @@ __all__ = [
     "ImageDecodeError",
     "InputError",
     "CacheFormatError",
+    "OutputError",
     "MissingExtraError",
     "ModelMismatchError",
     "ProviderFallbackWarning",
@@ -53,6 +54,14 @@ class InputError(CnnCodesError, ValueError):
 
 class CacheFormatError(CnnCodesError, OSError):
     """A cache or codes file of an unknown, newer or damaged format."""
+
+
+class OutputError(CnnCodesError, OSError):
+    """A file cnncodes was asked to write that cannot be written (full disk, read-only folder); nothing was left."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message  # the storage's words alone ("No space left on device")
 
 
 class MissingExtraError(CnnCodesError, ImportError):

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "write_text_atomic", "TEMP_PREFIX"]
+from .errors import CnnCodesError, OutputError
+
+__all__ = ["atomic_path", "write_text_atomic", "refuses_writes", "TEMP_PREFIX"]
 
 TEMP_PREFIX = ".tmp-"  # temporary files start with this, so readers and cleaners can skip them
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})  # the disk refuses bytes
 
 
 @contextlib.contextmanager
@@ -43,8 +48,11 @@ def atomic_path(path: Path | str, *, suffix: str = ".tmp") -> Iterator[Path]:
     >>> (folder / "a.txt").unlink(); folder.rmdir()
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as error:
+        raise _cannot_write(path, error) from error
     temporary = Path(name)
     try:
         # mkstemp makes the file 0600; the finished file follows the umask like any other written file.
@@ -54,10 +62,38 @@ def atomic_path(path: Path | str, *, suffix: str = ".tmp") -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             temporary.unlink()
+        if isinstance(error, OSError) and not isinstance(error, CnnCodesError) and error.errno in _WRITE_ERRNOS:
+            raise _cannot_write(path, error) from error
         raise
+
+
+def _cannot_write(path: Path, error: OSError) -> OutputError:
+    """The one line of a file that could not be written: the disk's reason, not libhdf5's whole story."""
+    reason = os.strerror(error.errno) if error.errno else str(error)
+    return OutputError(f"{path}: cannot write ({reason}); nothing was written", reason)
+
+
+def refuses_writes(error: BaseException) -> bool:
+    """Whether ``error`` says the storage will not take writes here (read-only, missing, full), as SQLite says it too.
+
+    Examples
+    --------
+    >>> import sqlite3
+    >>> refuses_writes(OSError(errno.ENOSPC, "full")), refuses_writes(sqlite3.OperationalError("database is locked"))
+    (True, False)
+    """
+    words = ("readonly", "read-only", "unable to open database", "disk is full")
+    cause: BaseException | None = error
+    while cause is not None:  # an OSError may come wrapped (the key index raises it as SQLite's error)
+        if isinstance(cause, OSError):
+            return True
+        if isinstance(cause, sqlite3.OperationalError) and any(word in str(cause) for word in words):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _umask() -> int:

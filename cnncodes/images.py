@@ -175,7 +175,7 @@ def _open_file(path: str | Path, name: str) -> IO[bytes]:
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        raise ImageDecodeError(not_regular_message(name, mode))
+        raise ImageDecodeError(not_regular_message(name, mode, path))
     return os.fdopen(fd, "rb")
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import os
 import stat
+from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = [
@@ -89,8 +91,10 @@ def install_hint(extra: str) -> str:
     return f"pip install 'cnncodes[{extra}]'"
 
 
-def not_regular_message(subject: object, mode: int) -> str:
+def not_regular_message(subject: object, mode: int, path: str | Path | None = None) -> str:
     """The one wording of an input that is not a regular file (``mode`` is its ``st_mode``).
+
+    A folder at ``path`` that cannot be listed (permissions) says so: the images in it are missing.
 
     Examples
     --------
@@ -98,6 +102,11 @@ def not_regular_message(subject: object, mode: int) -> str:
     >>> not_regular_message("photos", os.stat(".").st_mode)
     'photos: not a regular file (a folder)'
     """
+    if stat.S_ISDIR(mode) and path is not None:
+        try:
+            os.scandir(path).close()
+        except OSError as error:
+            return f"{subject}: cannot list folder ({error.strerror or error}); the images in it are left out"
     kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")]
     kinds += [(stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
     kind = next((name for test, name in kinds if test(mode)), "not a plain file")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from cnncodes.codesfile import read_codes_file
 from cnncodes.cli import cli
 from cnncodes.inputs import display_name
 from tests.badfiles import cut_points, make_cut_files, make_hostile_files
-from tests.conftest import HYMENOPTERA, build_tiny_model
+from tests.conftest import HYMENOPTERA, as_an_ordinary_user, build_tiny_model
 
 EXIF_PHOTOS = [HYMENOPTERA / f"train/ants/{name}.jpg" for name in ("0013035", "175998972", "MehdiabadiAnt2_600")]
 
@@ -148,3 +150,35 @@ def test_a_csv_listing_a_fifo_and_missing_files_runs_to_the_end(tmp_path: Path) 
         (str(tmp_path / "folder.jpg"), "not a regular file (a folder)"),
         (str(tmp_path / "gone.jpg"), "cannot read file (No such file or directory)"),
     ]
+
+
+def test_unreadable_files_and_folders_are_failure_rows_through_the_cli(tmp_path: Path) -> None:
+    """Check, in a process that file permissions apply to, that an unreadable photo, an unreadable subfolder of
+    a class and an unreadable class folder are each one failure line (not silently missing), exit 3, with the
+    readable photos' codes in the -o file; an unreadable folder given alone is a one-line error."""
+    tree, photo = tmp_path / "tree", EXIF_PHOTOS[0].read_bytes()
+    for name in ("ants/a.jpg", "ants/more/b.jpg", "bees/c.jpg", "bees/locked.jpg", "wasps/d.jpg"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_bytes(photo)
+    locked = [tree / "ants/more", tree / "bees/locked.jpg", tree / "wasps"]
+    model, output = build_tiny_model(tmp_path / "tiny.onnx"), tmp_path / "codes.h5"
+    cli_command = [sys.executable, "-m", "cnncodes", "-q", "extract", "--model", str(model), "-l", "conv2"]
+    cli_command += ["--cache", str(tmp_path / "cache"), "-o", str(output)]
+    for path in locked:
+        path.chmod(0)
+    try:
+        run = subprocess.run(as_an_ordinary_user(*cli_command, str(tree)), capture_output=True, text=True)
+        alone = subprocess.run(as_an_ordinary_user(*cli_command, str(tree / "wasps")), capture_output=True, text=True)
+    finally:
+        for path in locked:
+            path.chmod(0o755)
+    assert run.returncode == 3, run.stderr
+    assert sorted(line for line in run.stderr.splitlines() if line.startswith("failed: ")) == [
+        f"failed: {tree / 'ants/more'}: cannot list folder (Permission denied); the images in it are left out",
+        f"failed: {tree / 'bees/locked.jpg'}: cannot read file (Permission denied)",
+        f"failed: {tree / 'wasps'}: cannot list folder (Permission denied); the images in it are left out",
+    ]
+    content = read_codes_file(output)
+    assert content.paths == [str(tree / "ants/a.jpg"), str(tree / "bees/c.jpg")]
+    assert content.class_names == ["ants", "bees", "wasps"] and content.labels.tolist() == [0, 1]
+    assert alone.returncode == 2 and "'" + str(tree / "wasps") + "' is not readable" in alone.stderr.splitlines()[-1]

@@ -1,0 +1,117 @@
+"""Storage that refuses writes loses nothing: a read-only, missing or full cache, a full disk under -o.
+
+The faults are real: a cache folder without write permission (in a process that permissions
+apply to), a cache under /proc, and a full tmpfs mounted in a private mount namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cnncodes
+from cnncodes.codesfile import read_codes_file
+from tests.conftest import HYMENOPTERA, as_an_ordinary_user, build_tiny_model
+
+PHOTOS = sorted((HYMENOPTERA / "val/ants").glob("*.jpg"))[:3]
+NOT_WRITTEN = "the cache is not being written ({}); codes are computed and returned"
+
+
+def _tree(folder: Path) -> Path:
+    for photo in PHOTOS:
+        (folder / "ants").mkdir(parents=True, exist_ok=True)
+        (folder / "ants" / photo.name).write_bytes(photo.read_bytes())
+    return folder
+
+
+def _cli(model: Path, *args: str | Path) -> list[str]:
+    return [sys.executable, "-m", "cnncodes", "extract", "--model", str(model), "-l", "conv2", *map(str, args)]
+
+
+def _warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("warning: ")]
+
+
+def _in_a_full_disk(folder: Path, *commands: list[str]) -> list[tuple[subprocess.CompletedProcess[str], list[str]]]:
+    """Run each command with a full 256 KB tmpfs mounted at ``folder`` (a private mount namespace: nothing leaks);
+    each run comes with what the full disk held after it."""
+    folder.mkdir()
+    script = f"mount -t tmpfs -o size=256k tmpfs {shlex.quote(str(folder))} || exit 99\n"
+    script += f"dd if=/dev/zero of={shlex.quote(str(folder / 'filler'))} bs=4096 2>/dev/null\n"
+    for number, command in enumerate(commands):
+        script += f"{shlex.join(command)} >{folder.parent}/out{number} 2>{folder.parent}/err{number}\n"
+        script += f"echo $? >{folder.parent}/rc{number}; ls -A {shlex.quote(str(folder))} >{folder.parent}/ls{number}\n"
+    namespace = ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    subprocess.run([*namespace, "sh", "-c", script], check=True)
+    runs = []
+    for number, command in enumerate(commands):
+        code, stdout = int((folder.parent / f"rc{number}").read_text()), (folder.parent / f"out{number}").read_text()
+        stderr, listing = (folder.parent / f"err{number}").read_text(), (folder.parent / f"ls{number}").read_text()
+        runs.append((subprocess.CompletedProcess(command, code, stdout, stderr), listing.split()))
+    return runs
+
+
+def _read_only(folder: Path) -> None:
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+
+
+def test_a_read_only_cache_gives_one_warning_and_the_codes(tmp_path: Path) -> None:
+    """Check that a cache folder the user cannot write gives exactly one warning, exit 0 and the -o file, and
+    that a read-only cache holding the codes still serves them."""
+    tree, model, cache = _tree(tmp_path / "tree"), build_tiny_model(tmp_path / "tiny.onnx"), tmp_path / "cache"
+    cache.mkdir(mode=0o555)
+    command = as_an_ordinary_user(*_cli(model, tree, "--cache", cache, "-o", tmp_path / "codes.h5"))
+    empty = subprocess.run(command, capture_output=True, text=True)
+    assert empty.returncode == 0, empty.stderr
+    assert _warnings(empty.stderr) == [f"warning: {cache}: " + NOT_WRITTEN.format("unable to open database file")]
+    assert len(read_codes_file(tmp_path / "codes.h5").paths) == len(PHOTOS) and list(cache.iterdir()) == []
+    cache.chmod(0o755)
+    subprocess.run(_cli(model, tree, "--cache", cache), check=True, capture_output=True)
+    _read_only(cache)
+    filled = subprocess.run(command, capture_output=True, text=True)
+    assert filled.returncode == 0, filled.stderr
+    assert f"{len(PHOTOS)} images, {len(PHOTOS)} from cache, 0 failed" in filled.stdout
+    assert _warnings(filled.stderr) == [
+        f"warning: {cache}: " + NOT_WRITTEN.format("attempt to write a readonly database")
+    ]
+
+
+def test_extract_into_a_cache_under_proc_warns_once_and_returns_the_codes(tmp_path: Path) -> None:
+    """Check that a cache that cannot even be created (under /proc) gives one warning for files (file-key memo,
+    key index and shards all refused) and the same codes as no cache."""
+    tree = _tree(tmp_path / "tree")
+    with pytest.warns(UserWarning) as caught:
+        result = cnncodes.extract(tree, cache="/proc/cnncodes-cache", output=tmp_path / "codes.h5", progress=False)
+    assert [str(w.message) for w in caught] == [
+        "/proc/cnncodes-cache: " + NOT_WRITTEN.format("No such file or directory")
+    ]
+    assert result.codes.shape == (len(PHOTOS), 1280) and (tmp_path / "codes.h5").is_file()
+    np.testing.assert_allclose(result.codes, cnncodes.extract(tree, cache=False, progress=False).codes, rtol=1e-6)
+
+
+def test_a_full_disk_under_the_cache_or_under_o_loses_nothing(tmp_path: Path) -> None:
+    """Check a full disk: under the cache, one warning and the codes in -o; under -o, a one-line error, exit 1, no
+    partial file, and the codes computed are in the cache (the next run reads them all)."""
+    tree, model = _tree(tmp_path / "tree"), build_tiny_model(tmp_path / "tiny.onnx")
+    cache, full = tmp_path / "cache", tmp_path / "full"
+    full_cache = _cli(model, tree, "--cache", full / "cache", "-o", tmp_path / "codes.h5")
+    full_output = _cli(model, tree, "--cache", cache, "-o", full / "codes.h5")
+    (under_cache, _), (under_output, left_on_disk) = _in_a_full_disk(full, full_cache, full_output)
+    assert under_cache.returncode == 0, under_cache.stderr
+    assert _warnings(under_cache.stderr) == [
+        f"warning: {full / 'cache'}: " + NOT_WRITTEN.format("database or disk is full")
+    ]
+    assert len(read_codes_file(tmp_path / "codes.h5").paths) == len(PHOTOS)
+    assert under_output.returncode == 1
+    error = f"Error: {full / 'codes.h5'}: cannot write (No space left on device); nothing was written"
+    assert under_output.stderr.splitlines()[-1] == error
+    assert set(left_on_disk) <= {"filler", "cache"}  # no codes.h5, no temporary file
+    rerun = subprocess.run(_cli(model, tree, "--cache", cache), capture_output=True, text=True)
+    assert f"{len(PHOTOS)} images, {len(PHOTOS)} from cache, 0 failed" in rerun.stdout
