@@ -31,8 +31,8 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from .contentkeys import FileKeyMemo
-from .errors import CacheFormatError
-from .fileio import TEMP_PREFIX, refuses_writes, write_text_atomic
+from .errors import CacheFormatError, OutputError
+from .fileio import TEMP_PREFIX, write_refusal, write_text_atomic
 from .fingerprint import spec_fingerprint
 from .keyindex import INDEX_NAME, IndexUnavailable, KeyIndex, shard_names
 from .shardfiles import (
@@ -54,6 +54,7 @@ from .paths import default_cache_dir
 __all__ = ["CodeCache", "FeatureSet", "FeatureSetInfo", "ShardDamage"]
 
 _FOLDER_DIGITS = 20
+_ROOM_MARGIN_BYTES = 1 << 20  # beyond the shards' own size, what a merge may need (HDF5 metadata, the seal)
 _shard_numbers = itertools.count()  # orders one process's shards within a second
 _T = TypeVar("_T")
 
@@ -69,11 +70,21 @@ class NotWrittenNotice:
         self.root = root
         self.said = False
 
-    def __call__(self, error: BaseException) -> None:
+    def covers(self, error: BaseException) -> bool:
+        """Whether ``error`` came from the cache refusing writes (then said, once), found by trying a write."""
+        if not self.said:
+            refusal = write_refusal(self.root)
+            if refusal is None:
+                return False  # the folder takes files: ``error`` is that part's own problem
+            self.say(refusal)
+        return True
+
+    def say(self, error: BaseException) -> None:
+        """Warn that the cache is not being written, the first time only."""
         if not self.said:
             self.said = True
-            reason = getattr(error, "reason", None) or _strerror(error)
-            message = f"{self.root}: the cache is not being written ({reason}); codes are computed and returned"
+            reason = _strerror(error)
+            message = f"{self.root}: the cache is not being written ({reason})"
             warnings.warn(message, stacklevel=4)
 
 
@@ -81,6 +92,8 @@ def _strerror(error: BaseException) -> str:
     """The system's words for an OSError (not libhdf5's whole story), else the error as it reads."""
     while isinstance(error.__cause__, BaseException) and not isinstance(error, OSError):
         error = error.__cause__
+    if isinstance(error, OutputError):
+        return error.reason
     return os.strerror(error.errno) if isinstance(error, OSError) and error.errno else str(error)
 
 
@@ -182,9 +195,7 @@ class FeatureSet:
                     self._warn_damaged(name, problem)
             return action(self.index)
         except IndexUnavailable as error:
-            if refuses_writes(error):  # e.g. a read-only cache: its one warning says so
-                self.not_written(error)
-            else:
+            if not self.not_written.covers(error):  # a read-only cache gets its one warning instead
                 warnings.warn(f"{error}; scanning the shards instead", stacklevel=3)
             self._scan_only = True
             return None
@@ -337,7 +348,7 @@ class FeatureSet:
             try:
                 self._write_shard(keys[start:stop], codes[start:stop])
             except OSError as error:  # read-only, full or missing: the run keeps its codes, the cache does not
-                self.not_written(error)
+                self.not_written.say(error)
                 self._unwritable = True
                 return
             start = stop
@@ -352,7 +363,7 @@ class FeatureSet:
         self._write_spec()
         dtype = np.float16 if self.spec.get("dtype") == "float16" else np.float32
         final = self._new_shard_path()
-        with writing(final, SHARD_FORMAT) as handle:
+        with writing(final, SHARD_FORMAT, in_memory=True) as handle:  # a few MB: a full disk is a plain OSError
             handle.attrs["fingerprint"] = self.fingerprint
             shard_datasets(handle, keys.shape[0], codes.shape[1], dtype, keys, codes.astype(dtype))
         # Indexed after the rename, so the index never names a missing shard; if this fails, sync catches up.
@@ -384,6 +395,7 @@ class FeatureSet:
             raise CacheFormatError(message) from error
 
     def _merge(self, shards: list[str]) -> int:
+        self._check_room(shards)
         final = self._new_shard_path()
         temporary = self.shards_dir / f"{TEMP_PREFIX}compact-{uuid.uuid4().hex}.h5"
         try:
@@ -396,6 +408,22 @@ class FeatureSet:
         finally:
             temporary.unlink(missing_ok=True)
         return self.index.n_keys()
+
+    def _check_room(self, shards: list[str]) -> None:
+        """Refuse to start a merge the disk cannot hold: a write failing inside it must not look like damage."""
+        needed = sum(size for size in map(self._file_size, shards)) * 1.1 + _ROOM_MARGIN_BYTES
+        free = shutil.disk_usage(self.shards_dir).free
+        if free < needed:
+            message = (
+                f"{self.shards_dir}: not enough free space to compact ({free / 1e6:.1f} MB free, about "
+                f"{needed / 1e6:.1f} MB needed); free some space, nothing was changed"
+            )
+            raise OutputError(message, "not enough free space")
+
+    def _file_size(self, name: str) -> int:
+        with contextlib.suppress(OSError):
+            return (self.shards_dir / name).stat().st_size
+        return 0
 
     def _copy_rows(self, shards: list[str], temporary: Path) -> list[str]:
         """Copy the rows the index serves from ``shards`` into ``temporary``, block by block; return those copied."""
@@ -500,7 +528,7 @@ class CodeCache:
         self.shard_size = shard_size
         self._open: dict[str, FeatureSet] = {}
         self.not_written = NotWrittenNotice(self.root)
-        self.key_memo = FileKeyMemo(self.root / "file-keys.sqlite", on_unwritable=self.not_written)
+        self.key_memo = FileKeyMemo(self.root / "file-keys.sqlite", on_unwritable=self.not_written.covers)
 
     def feature_set(self, spec: dict[str, Any]) -> FeatureSet:
         """The feature set of ``spec`` (created on first write)."""

@@ -16,6 +16,8 @@ from .shardfiles import CODES_FORMAT, reading, writing
 
 __all__ = ["CodesFile", "write_codes_file", "read_codes_file", "iter_codes_file", "is_codes_file"]
 
+_IN_MEMORY_BYTES = 256 << 20  # codes files up to this size are built in memory and written in one piece
+
 
 @dataclass
 class CodesFile:
@@ -62,7 +64,8 @@ def write_codes_file(path: Path | str, content: CodesFile) -> Path:
     """
     path = Path(path)
     strings = h5py.string_dtype("utf-8")
-    with writing(path, CODES_FORMAT) as handle:
+    small = np.asarray(content.codes).nbytes < _IN_MEMORY_BYTES  # built in memory: a full disk is one clean OSError
+    with writing(path, CODES_FORMAT, in_memory=small) as handle:
         handle.attrs["spec"] = json.dumps(content.spec, sort_keys=True)
         handle.create_dataset("codes", data=np.asarray(content.codes, np.float32))
         handle.create_dataset("paths", data=np.array(content.paths, dtype=object), dtype=strings)

@@ -22,7 +22,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import ImageDecodeError
-from .fileio import refuses_writes
 from .fingerprint import sha256_array, sha256_bytes, sha256_file
 from .messages import not_regular_message
 
@@ -71,9 +70,9 @@ class FileKeyMemo:
     >>> memo.close(); shutil.rmtree(folder)
     """
 
-    def __init__(self, path: Path, on_unwritable: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(self, path: Path, on_unwritable: Callable[[BaseException], bool] | None = None) -> None:
         self.path = path
-        self.on_unwritable = on_unwritable  # told instead of a warning when the storage refuses writes
+        self.on_unwritable = on_unwritable  # asked first: True if it said the storage refuses writes
         self._connection: sqlite3.Connection | None = None
         self._disabled = False
 
@@ -90,9 +89,7 @@ class FileKeyMemo:
         return self._connection
 
     def _disable(self, error: Exception) -> None:
-        if self.on_unwritable is not None and refuses_writes(error):
-            self.on_unwritable(error)
-        else:
+        if self.on_unwritable is None or not self.on_unwritable(error):
             warnings.warn(f"{self.path}: file-key memo disabled ({error}); hashing every file", stacklevel=3)
         self._disabled = True
         self._connection = None

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from .errors import CnnCodesError, OutputError
 
-__all__ = ["atomic_path", "write_text_atomic", "refuses_writes", "TEMP_PREFIX"]
+__all__ = ["atomic_path", "write_text_atomic", "write_refusal", "TEMP_PREFIX"]
 
 TEMP_PREFIX = ".tmp-"  # temporary files start with this, so readers and cleaners can skip them
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})  # the disk refuses bytes
@@ -76,24 +75,27 @@ def _cannot_write(path: Path, error: OSError) -> OutputError:
     return OutputError(f"{path}: cannot write ({reason}); nothing was written", reason)
 
 
-def refuses_writes(error: BaseException) -> bool:
-    """Whether ``error`` says the storage will not take writes here (read-only, missing, full), as SQLite says it too.
+def write_refusal(folder: Path) -> OSError | None:
+    """Why ``folder`` takes no new file now (read-only, missing and not creatable, full), or None if it does.
+
+    A 4 KB file is written there and removed: a full disk refuses its bytes, not its name.
 
     Examples
     --------
-    >>> import sqlite3
-    >>> refuses_writes(OSError(errno.ENOSPC, "full")), refuses_writes(sqlite3.OperationalError("database is locked"))
-    (True, False)
+    >>> write_refusal(Path("/proc/cnncodes")).strerror, write_refusal(Path(tempfile.gettempdir()))
+    ('No such file or directory', None)
     """
-    words = ("readonly", "read-only", "unable to open database", "disk is full")
-    cause: BaseException | None = error
-    while cause is not None:  # an OSError may come wrapped (the key index raises it as SQLite's error)
-        if isinstance(cause, OSError):
-            return True
-        if isinstance(cause, sqlite3.OperationalError) and any(word in str(cause) for word in words):
-            return True
-        cause = cause.__cause__
-    return False
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}probe.", dir=folder)
+        try:
+            os.write(handle, bytes(4096))
+        finally:
+            os.close(handle)
+            os.unlink(name)
+    except OSError as error:
+        return error
+    return None
 
 
 def _umask() -> int:

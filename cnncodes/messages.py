@@ -94,7 +94,7 @@ def install_hint(extra: str) -> str:
 def not_regular_message(subject: object, mode: int, path: str | Path | None = None) -> str:
     """The one wording of an input that is not a regular file (``mode`` is its ``st_mode``).
 
-    A folder at ``path`` that cannot be listed (permissions) says so: the images in it are missing.
+    A folder at ``path`` that cannot be listed (permissions) says so: its images are missing from the run.
 
     Examples
     --------
@@ -106,7 +106,7 @@ def not_regular_message(subject: object, mode: int, path: str | Path | None = No
         try:
             os.scandir(path).close()
         except OSError as error:
-            return f"{subject}: cannot list folder ({error.strerror or error}); the images in it are left out"
+            return f"{subject}: cannot list folder ({error.strerror or error})"
     kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")]
     kinds += [(stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
     kind = next((name for test, name in kinds if test(mode)), "not a plain file")

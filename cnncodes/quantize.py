@@ -133,6 +133,8 @@ def _with_tap_outputs(source: Path | str, backbone: BackboneSpec, folder: Path) 
     import onnx
 
     model = onnx.load(str(source))
+    for number, node in enumerate(model.graph.node):  # the quantizer excludes nodes by name: every node needs one
+        node.name = node.name or f"{node.op_type}_{number}"
     convolutions = [node.name for node in model.graph.node if node.op_type == "Conv"]  # in graph (topological) order
     outputs = {output.name for output in model.graph.output}
     produced = {name for node in model.graph.node for name in node.output}
@@ -182,19 +184,20 @@ def build_int8(source: Path | str, target: Path | str, backbone: BackboneSpec) -
             row = next(self._rows, None)
             return None if row is None else {backbone.input_name: batch[row : row + 1]}
 
-    with tempfile.TemporaryDirectory() as folder, atomic_path(target, suffix=".onnx") as temporary, _quiet_advice():
+    with tempfile.TemporaryDirectory() as folder:
         tapped, float_convolutions = _with_tap_outputs(source, backbone, Path(folder))
-        quantize_static(
-            str(tapped),
-            str(temporary),
-            Reader(),
-            nodes_to_exclude=float_convolutions,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-        )
+        with atomic_path(target, suffix=".onnx") as temporary, _quiet_advice():
+            quantize_static(
+                str(tapped),
+                str(temporary),
+                Reader(),
+                nodes_to_exclude=float_convolutions,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
     return Path(target)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import time
 from pathlib import Path
@@ -76,12 +77,19 @@ def reading(path: Path, expected_format: str) -> Iterator[h5py.File]:
 
 
 @contextlib.contextmanager
-def new_file(path: Path, file_format: str) -> Iterator[h5py.File]:
-    """A new HDF5 file of ours at ``path``, sealed and on disk (fsync) once the block ends."""
-    with h5py.File(path, "w") as handle:
+def new_file(path: Path, file_format: str, in_memory: bool = False) -> Iterator[h5py.File]:
+    """A new HDF5 file of ours at ``path``, sealed and on disk (fsync) once the block ends.
+
+    ``in_memory``: built in memory and written to ``path`` in one piece, so a disk that fills is
+    an ``OSError`` of that write (libhdf5 can crash closing a file whose chunk writes failed).
+    """
+    image = io.BytesIO() if in_memory else None
+    with h5py.File(image or path, "w") as handle:
         handle.attrs["format"] = file_format
         handle.attrs["format_version"] = FORMAT_VERSION
         yield handle
+    if image is not None:
+        path.write_bytes(image.getbuffer())
     seal(path, _checksummed_chunks(path))
     with open(path, "rb") as synced:
         os.fsync(synced.fileno())
@@ -115,9 +123,9 @@ def _checksummed_chunks(path: Path) -> list[tuple[int, int]]:
 
 
 @contextlib.contextmanager
-def writing(path: Path, file_format: str) -> Iterator[h5py.File]:
+def writing(path: Path, file_format: str, in_memory: bool = False) -> Iterator[h5py.File]:
     """An HDF5 file that appears at ``path`` only once complete and on disk (fsync, then rename)."""
-    with atomic_path(path, suffix=".h5") as temporary, new_file(temporary, file_format) as handle:
+    with atomic_path(path, suffix=".h5") as temporary, new_file(temporary, file_format, in_memory) as handle:
         yield handle
 
 

@@ -152,10 +152,20 @@ def test_a_csv_listing_a_fifo_and_missing_files_runs_to_the_end(tmp_path: Path) 
     ]
 
 
+_LOAD_ALONE = """
+import sys, cnncodes
+try:
+    cnncodes.load_dataset(sys.argv[1])
+except cnncodes.InputError as error:
+    print(error)
+"""
+
+
 def test_unreadable_files_and_folders_are_failure_rows_through_the_cli(tmp_path: Path) -> None:
     """Check, in a process that file permissions apply to, that an unreadable photo, an unreadable subfolder of
     a class and an unreadable class folder are each one failure line (not silently missing), exit 3, with the
-    readable photos' codes in the -o file; an unreadable folder given alone is a one-line error."""
+    readable photos' codes in the -o file; an unreadable folder given alone is a one-line error (from click, and
+    from load_dataset)."""
     tree, photo = tmp_path / "tree", EXIF_PHOTOS[0].read_bytes()
     for name in ("ants/a.jpg", "ants/more/b.jpg", "bees/c.jpg", "bees/locked.jpg", "wasps/d.jpg"):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
@@ -169,16 +179,20 @@ def test_unreadable_files_and_folders_are_failure_rows_through_the_cli(tmp_path:
     try:
         run = subprocess.run(as_an_ordinary_user(*cli_command, str(tree)), capture_output=True, text=True)
         alone = subprocess.run(as_an_ordinary_user(*cli_command, str(tree / "wasps")), capture_output=True, text=True)
+        in_python = subprocess.run(
+            as_an_ordinary_user(sys.executable, "-c", _LOAD_ALONE, str(tree / "wasps")), capture_output=True, text=True
+        )
     finally:
         for path in locked:
             path.chmod(0o755)
     assert run.returncode == 3, run.stderr
     assert sorted(line for line in run.stderr.splitlines() if line.startswith("failed: ")) == [
-        f"failed: {tree / 'ants/more'}: cannot list folder (Permission denied); the images in it are left out",
+        f"failed: {tree / 'ants/more'}: cannot list folder (Permission denied)",
         f"failed: {tree / 'bees/locked.jpg'}: cannot read file (Permission denied)",
-        f"failed: {tree / 'wasps'}: cannot list folder (Permission denied); the images in it are left out",
+        f"failed: {tree / 'wasps'}: cannot list folder (Permission denied)",
     ]
     content = read_codes_file(output)
     assert content.paths == [str(tree / "ants/a.jpg"), str(tree / "bees/c.jpg")]
     assert content.class_names == ["ants", "bees", "wasps"] and content.labels.tolist() == [0, 1]
     assert alone.returncode == 2 and "'" + str(tree / "wasps") + "' is not readable" in alone.stderr.splitlines()[-1]
+    assert in_python.stdout == f"{tree / 'wasps'}: cannot list folder (Permission denied)\n", in_python.stderr

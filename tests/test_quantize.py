@@ -12,9 +12,16 @@ import pytest
 import cnncodes
 from cnncodes.backbones import get_backbone
 from cnncodes.errors import InputError, ModelFileError
-from cnncodes.modelfiles import resolve_backbone
+from cnncodes.modelfiles import ensure_model_file, resolve_backbone
 from cnncodes.params import PRECISIONS
-from cnncodes.quantize import CALIBRATION_IMAGES, build_fp16, build_int8, calibration_inputs, precision_model_file
+from cnncodes.quantize import (
+    CALIBRATION_IMAGES,
+    FLOAT_CONVS,
+    build_fp16,
+    build_int8,
+    calibration_inputs,
+    precision_model_file,
+)
 from tests.conftest import HYMENOPTERA, build_tiny_model, write_image
 
 
@@ -115,6 +122,17 @@ def test_real_backbone_int8_and_fp16_parity(real_photos: list[Path]) -> None:
     assert _cosines(codes["fp32"][:, penultimate], codes["int8"][:, penultimate]).min() > 0.97
     assert _cosines(codes["fp32"], codes["int8"]).mean() > 0.98
     assert _cosines(codes["fp32"], codes["fp16"]).min() > 0.9999
+
+
+def test_real_backbone_int8_keeps_its_first_convolutions_float() -> None:
+    """Check that Lite0's int8 graph quantizes the weights of every convolution but the first three (stem, block 0),
+    which saturate u8s8 kernels on CPUs without VNNI."""
+    backbone = get_backbone("efficientnet_lite0")
+    graph = onnx.load(str(precision_model_file(backbone, ensure_model_file(backbone), "int8"))).graph
+    dequantized = {name for node in graph.node if node.op_type == "DequantizeLinear" for name in node.output}
+    convolutions = [node for node in graph.node if node.op_type == "Conv"]
+    assert [node.input[1] in dequantized for node in convolutions] == [False] * FLOAT_CONVS + [True] * 46
+    assert [node.name for node in convolutions[:FLOAT_CONVS]] == ["stem.conv", "blocks.0.dw.conv", "blocks.0.project"]
 
 
 def test_cnncodes_takes_precision() -> None:
