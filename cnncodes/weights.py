@@ -16,6 +16,7 @@ import pickle
 import pickletools
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -302,6 +303,7 @@ _MALFORMED = (
     UnicodeDecodeError,
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
+    zlib.error,  # a deflated member whose compressed bytes are damaged
     NotImplementedError,
     OSError,  # zipfile seeking to an offset a damaged header gives
     MemoryError,
