@@ -353,13 +353,14 @@ class Extractor:
 
     # -- running ------------------------------------------------------------------------
     def _get_session(self) -> Session:
-        # onnx and onnxruntime load here, on the first image to compute: a run served by the cache never needs them.
+        # onnxruntime loads here, on the first image to compute: a run served by the cache never needs it; onnx
+        # loads only where the prepared graph is not in the models folder yet.
+        from .preparedgraphs import prepared_model
         from .runtime import Session
-        from .taps import prepare_model
 
         with self._session_lock:
             if self._session is None:
-                model = prepare_model(
+                model = prepared_model(
                     self.model_path,
                     list(dict.fromkeys(tap.tensor for tap in self._taps)),
                     input_name=self.backbone.input_name,

@@ -5,11 +5,15 @@ from __future__ import annotations
 import ast
 import configparser
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from cnncodes.backbones import get_backbone
+from cnncodes.modelfiles import ensure_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "cnncodes"
@@ -86,6 +90,28 @@ def test_a_run_served_by_the_cache_loads_neither_onnx_nor_onnxruntime(image_dir:
     assert completed.returncode == 0, completed.stderr
     served, loaded = (json.loads(line) for line in completed.stdout.splitlines()[-2:])
     assert served[0] == served[1] > 0 and loaded == []
+
+
+def test_a_run_that_computes_loads_onnx_only_to_prepare_its_graph(image_dir: Path, tmp_path: Path) -> None:
+    """Check that once a graph is prepared (kept in the models folder), a new process computing codes with it
+    imports onnxruntime but not onnx, and gets the same codes."""
+    code = (
+        "import sys, json, cnncodes\n"
+        f"paths = sorted(str(p) for p in __import__('pathlib').Path({str(image_dir)!r}).rglob('*.jpg'))\n"
+        "result = cnncodes.extract(paths, cache=False, progress=False)\n"
+        "print(json.dumps([m for m in ('onnx', 'onnxruntime') if m in sys.modules]))\n"
+        "print(json.dumps(result.codes.sum(axis=1).tolist()))\n"
+    )
+    models = tmp_path / "models"  # a models folder of its own, holding the built fp32 Lite0 file
+    models.mkdir()
+    (models / "efficientnet_lite0.onnx").symlink_to(ensure_model_file(get_backbone("efficientnet_lite0")))
+    environment = {**os.environ, "CNNCODES_MODELS_DIR": str(models)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment) for _ in "12"]
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr + runs[1].stderr
+    first, second = ([json.loads(line) for line in run.stdout.splitlines()[-2:]] for run in runs)
+    assert first[0] == ["onnx", "onnxruntime"] and second[0] == ["onnxruntime"]
+    assert second[1] == first[1] and len(first[1]) > 0
+    assert len(list((models / "prepared").glob("*.onnx"))) == 1
 
 
 @pytest.mark.parametrize("module", SOURCE_FILES)
