@@ -32,7 +32,7 @@ import numpy as np
 
 from .contentkeys import FileKeyMemo
 from .errors import CacheFormatError, OutputError
-from .fileio import TEMP_PREFIX, write_refusal, write_text_atomic
+from .fileio import TEMP_PREFIX, write_reason, write_refusal, write_text_atomic
 from .fingerprint import spec_fingerprint
 from .keyindex import INDEX_NAME, IndexUnavailable, KeyIndex, shard_names
 from .shardfiles import (
@@ -83,18 +83,8 @@ class NotWrittenNotice:
         """Warn that the cache is not being written, the first time only."""
         if not self.said:
             self.said = True
-            reason = _strerror(error)
-            message = f"{self.root}: the cache is not being written ({reason})"
+            message = f"{self.root}: the cache is not being written ({write_reason(error)})"
             warnings.warn(message, stacklevel=4)
-
-
-def _strerror(error: BaseException) -> str:
-    """The system's words for an OSError (not libhdf5's whole story), else the error as it reads."""
-    while isinstance(error.__cause__, BaseException) and not isinstance(error, OSError):
-        error = error.__cause__
-    if isinstance(error, OutputError):
-        return error.reason
-    return os.strerror(error.errno) if isinstance(error, OSError) and error.errno else str(error)
 
 
 @dataclass
@@ -411,7 +401,7 @@ class FeatureSet:
 
     def _check_room(self, shards: list[str]) -> None:
         """Refuse to start a merge the disk cannot hold: a write failing inside it must not look like damage."""
-        needed = sum(size for size in map(self._file_size, shards)) * 1.1 + _ROOM_MARGIN_BYTES
+        needed = sum(map(self._file_size, shards)) * 1.1 + _ROOM_MARGIN_BYTES
         free = shutil.disk_usage(self.shards_dir).free
         if free < needed:
             message = (

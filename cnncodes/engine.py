@@ -361,13 +361,7 @@ class Extractor:
         with self._session_lock:
             if self._session is None:
                 model = prepared_model(
-                    self.model_path,
-                    list(dict.fromkeys(tap.tensor for tap in self._taps)),
-                    input_name=self.backbone.input_name,
-                    input_size=self.backbone.input_size,
-                    mean=self.backbone.mean,
-                    std=self.backbone.std,
-                    color_order=self.backbone.color_order,
+                    self.model_path, list(dict.fromkeys(t.tensor for t in self._taps)), self.backbone
                 )
                 self._session = Session(
                     model,

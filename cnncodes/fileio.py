@@ -11,7 +11,7 @@ from typing import Iterator
 
 from .errors import CnnCodesError, OutputError
 
-__all__ = ["atomic_path", "write_text_atomic", "write_refusal", "TEMP_PREFIX"]
+__all__ = ["atomic_path", "write_text_atomic", "write_refusal", "write_reason", "TEMP_PREFIX"]
 
 TEMP_PREFIX = ".tmp-"  # temporary files start with this, so readers and cleaners can skip them
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})  # the disk refuses bytes
@@ -71,8 +71,23 @@ def atomic_path(path: Path | str, *, suffix: str = ".tmp") -> Iterator[Path]:
 
 def _cannot_write(path: Path, error: OSError) -> OutputError:
     """The one line of a file that could not be written: the disk's reason, not libhdf5's whole story."""
-    reason = os.strerror(error.errno) if error.errno else str(error)
+    reason = write_reason(error)
     return OutputError(f"{path}: cannot write ({reason}); nothing was written", reason)
+
+
+def write_reason(error: BaseException) -> str:
+    """The system's words for a failed write ("No space left on device"), found under wrapping errors.
+
+    Examples
+    --------
+    >>> write_reason(OSError(errno.ENOSPC, "libhdf5's long story")), write_reason(ValueError("odd"))
+    ('No space left on device', 'odd')
+    """
+    while isinstance(error.__cause__, BaseException) and not isinstance(error, OSError):
+        error = error.__cause__
+    if isinstance(error, OutputError):
+        return error.reason
+    return os.strerror(error.errno) if isinstance(error, OSError) and error.errno else str(error)
 
 
 def write_refusal(folder: Path) -> OSError | None:

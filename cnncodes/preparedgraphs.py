@@ -11,6 +11,7 @@ import contextlib
 import json
 from pathlib import Path
 
+from .backbones import BackboneSpec
 from .contentkeys import file_sha256
 from .fileio import atomic_path
 from .fingerprint import sha256_bytes
@@ -22,17 +23,8 @@ PREPARED_FOLDER = "prepared"  # inside the models folder
 _RECIPE = 1  # raise it whenever prepare_model's output changes: graphs of an older recipe are never read
 
 
-def prepared_model(
-    path: Path | str,
-    outputs: list[str],
-    *,
-    input_name: str,
-    input_size: int,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
-    color_order: str = "RGB",
-) -> bytes:
-    """What :func:`cnncodes.taps.prepare_model` returns for these arguments, prepared once and then read back.
+def prepared_model(path: Path | str, outputs: list[str], backbone: BackboneSpec) -> bytes:
+    """What :func:`cnncodes.taps.prepare_model` returns for ``backbone``'s input and these outputs, prepared once.
 
     The file ``<models>/prepared/<key>-<digest>.onnx`` is named after the model file's sha256
     and every argument (the key) and after its own sha256 (the digest, checked on reading: a
@@ -41,8 +33,12 @@ def prepared_model(
 
     Parameters
     ----------
-    path, outputs, input_name, input_size, mean, std, color_order
-        As for :func:`cnncodes.taps.prepare_model`.
+    path : Path or str
+        The ONNX file.
+    outputs : list of str
+        Tensor names to expose, in this order.
+    backbone : BackboneSpec
+        Its input name, size, normalization and colour order go into the graph.
 
     Returns
     -------
@@ -56,26 +52,22 @@ def prepared_model(
 
     Examples
     --------
-    >>> import tempfile
-    >>> from onnx import TensorProto, helper, save
-    >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])
-    >>> y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 4, 4])
-    >>> graph = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["y"])], "g", [x], [y])
-    >>> with tempfile.NamedTemporaryFile(suffix=".onnx") as file:
-    ...     save(helper.make_model(graph), file.name)
-    ...     options = dict(input_name="x", input_size=4, mean=(0, 0, 0), std=(1, 1, 1))
-    ...     prepared_model(file.name, ["y"], **options) == prepared_model(file.name, ["y"], **options)
+    >>> from cnncodes.backbones import get_backbone
+    >>> from cnncodes.modelfiles import ensure_model_file
+    >>> lite0 = get_backbone("efficientnet_lite0")
+    >>> first = prepared_model(ensure_model_file(lite0), ["penultimate"], lite0)
+    >>> first == prepared_model(ensure_model_file(lite0), ["penultimate"], lite0)  # read back, not prepared
     True
     """
     arguments = {
         "recipe": _RECIPE,
         "model_sha256": file_sha256(Path(path)),
         "outputs": list(outputs),
-        "input_name": input_name,
-        "input_size": input_size,
-        "mean": [float(value) for value in mean],
-        "std": [float(value) for value in std],
-        "color_order": color_order.upper(),
+        "input_name": backbone.input_name,
+        "input_size": backbone.input_size,
+        "mean": [float(value) for value in backbone.mean],
+        "std": [float(value) for value in backbone.std],
+        "color_order": backbone.color_order.upper(),
     }
     key = sha256_bytes(json.dumps(arguments, sort_keys=True).encode())[:24]
     folder = models_dir() / PREPARED_FOLDER
@@ -88,7 +80,13 @@ def prepared_model(
     from .taps import prepare_model  # loads onnx: only where no prepared file serves
 
     data = prepare_model(
-        path, outputs, input_name=input_name, input_size=input_size, mean=mean, std=std, color_order=color_order
+        path,
+        outputs,
+        input_name=backbone.input_name,
+        input_size=backbone.input_size,
+        mean=backbone.mean,
+        std=backbone.std,
+        color_order=backbone.color_order,
     )
     with contextlib.suppress(OSError), atomic_path(folder / f"{key}-{sha256_bytes(data)[:16]}.onnx") as temporary:
         temporary.write_bytes(data)
