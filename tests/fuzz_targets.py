@@ -20,8 +20,9 @@ from typing import Callable
 
 import numpy as np
 
+from tests.legacyfiles import v1_codes_file, v1_shard
+
 FUZZ_DATA = Path(__file__).parent / "data" / "fuzz"  # committed crash reproducers, one folder per target
-_DATA = Path(__file__).parent / "data"
 _WORK = Path(tempfile.mkdtemp(prefix="cnncodes-fuzz-"))  # one scratch folder per process: files to read
 PROBE_TIMEOUT_S = 2.0  # how long an unsealed HDF5 file may keep libhdf5 busy in its child, below the fuzz timeout
 
@@ -203,6 +204,19 @@ def _shard_seed() -> bytes:
     return next((feature_set.path / "shards").glob("*.h5")).read_bytes()
 
 
+def _weights_seeds() -> list[bytes]:
+    """A small state dict as torch saves it, in its zip format and in its legacy format."""
+    import torch
+
+    state = {
+        "conv.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3),
+        "bn.num_batches_tracked": torch.tensor(3),
+    }
+    torch.save(state, _WORK / "seed_zip.pth")
+    torch.save(state, _WORK / "seed_legacy.pth", _use_new_zipfile_serialization=False)
+    return [(_WORK / name).read_bytes() for name in ("seed_zip.pth", "seed_legacy.pth")]
+
+
 def _model_seed() -> bytes:
     from sklearn.dummy import DummyClassifier
 
@@ -219,14 +233,14 @@ def seeds(target: str) -> list[bytes]:
     elif target == "csv":
         found = [b"path,label\nimage,cat\nimage,dog\n", "\ufeffpath\nimage\n".encode(), b"a.jpg\n\nb.jpg\n"]
     elif target == "codes_file":
-        found = [_codes_seed(), (_DATA / "v1_codes.h5").read_bytes()]
+        found = [_codes_seed(), v1_codes_file(_WORK / "v1_codes.h5").read_bytes()]
     elif target == "shard":
-        found = [_shard_seed(), (_DATA / "v1_shard.h5").read_bytes()]
+        found = [_shard_seed(), v1_shard(_WORK / "v1_shard.h5").read_bytes()]
     elif target == "card":
         cards = sorted((Path(__file__).parents[1] / "models_onnx").glob("*.json"))
         found = [path.read_bytes() for path in cards[:3]] + [json.dumps({"taps": []}).encode()]
     elif target == "weights":
-        found = []  # torch's zip and legacy formats are committed under FUZZ_DATA / "weights"
+        found = _weights_seeds()
     else:
         found = [_model_seed()]
     folder = FUZZ_DATA / target

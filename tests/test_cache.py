@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -17,10 +16,9 @@ from cnncodes.cache import CodeCache, FeatureSet
 from cnncodes.cacheops import compact_cache, remove_cache, verify_cache
 from cnncodes.codesfile import CodesFile, write_codes_file
 from cnncodes.errors import CacheFormatError
+from tests.legacyfiles import V1_FINGERPRINT, v1_shard
 
-DATA = Path(__file__).parent / "data"
 SPEC = {"model": "fixture", "tap": "penultimate", "dtype": "float32"}
-V1_FINGERPRINT = "9834a84a517f40ad6ce677b0409b166a60c8542b39b0479e462b6dbc3c6a77c3"
 
 
 def _keys(n: int, start: int = 0) -> list[str]:
@@ -113,11 +111,11 @@ def test_remove_cache(cache_path: Path) -> None:
 
 
 def test_v1_shard_still_reads(cache_path: Path) -> None:
-    """Check that a shard written by format version 1 (committed under tests/data) still reads."""
+    """Check that a shard as format version 1 wrote it (no checksum, no seal) still reads."""
     fs = FeatureSet(cache_path, SPEC)
     assert fs.fingerprint == V1_FINGERPRINT  # the key scheme has not drifted
     (fs.path / "shards").mkdir(parents=True)
-    shutil.copy(DATA / "v1_shard.h5", fs.path / "shards" / "v1.h5")
+    v1_shard(fs.path / "shards" / "v1.h5")
     np.testing.assert_array_equal(fs.get(_keys(3)), np.arange(12, dtype=np.float32).reshape(3, 4))
 
 

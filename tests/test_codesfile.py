@@ -11,8 +11,7 @@ import pytest
 
 from cnncodes.codesfile import CodesFile, read_codes_file, write_codes_file
 from cnncodes.errors import CacheFormatError
-
-DATA = Path(__file__).parent / "data"
+from tests.legacyfiles import v1_codes_file
 
 
 def _keys(n: int) -> list[str]:
@@ -23,9 +22,9 @@ def _codes(n: int, d: int = 4) -> np.ndarray:
     return np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
 
 
-def test_v1_codes_file_still_reads() -> None:
-    """Check that a codes file of format version 1 (committed) still reads."""
-    content = read_codes_file(DATA / "v1_codes.h5")
+def test_v1_codes_file_still_reads(tmp_path: Path) -> None:
+    """Check that a codes file as format version 1 wrote it (no checksum, no seal) still reads."""
+    content = read_codes_file(v1_codes_file(tmp_path / "v1_codes.h5"))
     assert content.paths == ["a.jpg", "b/c.jpg"] and content.class_names == ["ants", "bees"]
     assert content.labels.tolist() == [0, 1] and content.failures == [("bad.jpg", "empty file (0 bytes)")]
     np.testing.assert_array_equal(content.codes, np.arange(6, dtype=np.float32).reshape(2, 3))

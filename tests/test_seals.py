@@ -18,6 +18,7 @@ from cnncodes.codesfile import CodesFile, is_codes_file, read_codes_file, write_
 from cnncodes.errors import CacheFormatError
 from cnncodes.seals import MAGIC, check_sealed, is_sealed
 from cnncodes.shardfiles import summarize
+from tests.legacyfiles import v1_codes_file, v1_shard
 
 DATA = Path(__file__).parent / "data"
 HANG = DATA / "fuzz" / "shard" / "crash-hang-in-libhdf5-attrs"  # libhdf5 2.0.0 loops on its root attribute
@@ -112,16 +113,17 @@ def test_a_cut_file_is_refused_and_a_lost_seal_reads_as_a_file_without_one(tmp_p
 def test_files_written_before_seals_still_read_and_old_shards_get_sealed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Check that the committed version-1 files (no seal) read through the child-process check, and that a folder
+    """Check that version-1 files (no seal) read through the child-process check, and that a folder
     of old shards, one of them the file libhdf5 hangs on, is checked by one child: the good ones sealed in place
     (same keys), the bad one refused."""
     monkeypatch.setattr(cnncodes.seals, "PROBE_TIMEOUT_S", 2.0)
-    assert not is_sealed(DATA / "v1_codes.h5") and not is_sealed(DATA / "v1_shard.h5")
-    assert read_codes_file(DATA / "v1_codes.h5").codes.shape[0] > 0 and is_codes_file(DATA / "v1_codes.h5")
-    assert not is_sealed(DATA / "v1_codes.h5")  # a user's codes file is never changed
-    expected = summarize(_copy(DATA / "v1_shard.h5", tmp_path / "alone" / "v1.h5"))[0]
+    codes_file, shard = v1_codes_file(tmp_path / "v1_codes.h5"), v1_shard(tmp_path / "v1_shard.h5")
+    assert not is_sealed(codes_file) and not is_sealed(shard)
+    assert read_codes_file(codes_file).codes.shape[0] > 0 and is_codes_file(codes_file)
+    assert not is_sealed(codes_file)  # a user's codes file is never changed
+    expected = summarize(_copy(shard, tmp_path / "alone" / "v1.h5"))[0]
     folder = tmp_path / "shards"
-    old = [_copy(DATA / "v1_shard.h5", folder / f"{i:02d}.h5") for i in range(12)]
+    old = [_copy(shard, folder / f"{i:02d}.h5") for i in range(12)]
     hanging = _copy(HANG, folder / "05b.h5")
     start = time.monotonic()
     for path in old:
