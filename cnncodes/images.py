@@ -26,6 +26,8 @@ __all__ = ["Preprocessing", "ImageSource", "MAX_PIXELS", "decode_image", "make_v
 MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold (about 0.25 GB of RGB): refuse, never decode
 DRAFT = True  # JPEGs far larger than needed decode at a reduced DCT scale: a fixed rule, part of every spec
 _RGB_RULE = "exif-transpose; alpha over white; 16-bit >> 8; CMYK/palette/L via Pillow"
+# How the fast decoder cuts its views (cnncodes.fastdecode), part of fast specs: a rule changed is a new feature set.
+FAST_RESIZE_RULE = "exact crop box; bilinear to 1/2, area below; bicubic or bilinear up"
 _VIEW_COUNTS = {"none": 1, "flip": 2, "5crop": 5, "10crop": 10, "razavian16": 16}
 _INTERPOLATION = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 _ROTATION_DEGREES = 5.0  # the "small rotations" of the 16-view protocol
@@ -80,7 +82,8 @@ class Preprocessing:
         -------
         dict
             ``input_size``, ``crop_fraction``, ``interpolation``, ``draft``, ``views`` and ``rgb_rule``,
-            and ``decoder`` when it is not "exact" (exact specs stay those of earlier versions).
+            and ``decoder`` and ``resize_rule`` when the decoder is not "exact" (exact specs stay
+            those of earlier versions).
 
         Examples
         --------
@@ -94,7 +97,7 @@ class Preprocessing:
             "draft": DRAFT,
             "views": self.views,
             "rgb_rule": _RGB_RULE,
-            **({"decoder": self.decoder} if self.decoder != "exact" else {}),
+            **({"decoder": self.decoder, "resize_rule": FAST_RESIZE_RULE} if self.decoder != "exact" else {}),
         }
 
 

@@ -27,6 +27,9 @@ DEFAULT_JSON = (
     '"std":[128.0,128.0,128.0],"views":"none"},"relu":false,"tap":"penultimate","tensor":"penultimate"}'
 )
 DEFAULT_FINGERPRINT = "48709632ac23cb823cb7021e6fba8eba1155d975185b1c8750cf88844f6d744d"
+# How the fast decoder's views are cut since the views are resampled from the exact crop box; fast specs before it
+# named no rule (area averaging of the rounded box), so their codes are a feature set of their own.
+FAST_RESIZE_RULE = "exact crop box; bilinear to 1/2, area below; bicubic or bilinear up"
 BACKBONE = get_backbone("efficientnet_lite0")
 _MISSING = object()  # a field left out of a spec
 
@@ -38,7 +41,8 @@ def _spec(tap: str, **options: object) -> FeatureSetSpec:
 def _expected(changes: dict[str, object], preprocessing: dict[str, object] | None = None) -> str:
     """The JSON of the default options (the fast decoder) with ``changes``."""
     spec = {**json.loads(DEFAULT_JSON), **changes}
-    spec["preprocessing"] = {**spec["preprocessing"], "decoder": "fast", **(preprocessing or {})}
+    fast = {"decoder": "fast", "resize_rule": FAST_RESIZE_RULE}
+    spec["preprocessing"] = {**spec["preprocessing"], **fast, **(preprocessing or {})}
     return canonical_json(spec)
 
 
@@ -95,6 +99,11 @@ def test_feature_set_spec_default_json_is_unchanged() -> None:
     fast = _spec("penultimate")
     assert fast.to_json() == _expected({}) and fast.fingerprint != DEFAULT_FINGERPRINT
     assert FeatureSetSpec.from_json(fast.to_json()) == fast and FeatureSetSpec.from_json(DEFAULT_JSON) == spec
+    before_the_rule = json.loads(fast.to_json())
+    del before_the_rule["preprocessing"]["resize_rule"]
+    assert spec_fingerprint(before_the_rule) != fast.fingerprint
+    with pytest.raises(CacheFormatError, match="differs from what this version writes"):
+        FeatureSetSpec.from_dict(before_the_rule)
 
 
 @pytest.mark.parametrize(
