@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 _CARD_SUFFIX = ".json"
+_warned_cards: set[Path] = set()  # user cards found broken and said so, once per process
 
 
 @dataclass(frozen=True)
@@ -195,18 +197,39 @@ def list_backbones() -> list[BackboneSpec]:
         and those in :func:`cnncodes.models_dir`; a card there overrides a shipped
         one of the same name.
 
-    Raises
-    ------
-    ModelFileError
-        If a card is not valid JSON or lacks a field (the message names the card's file).
+    Warns
+    -----
+    UserWarning
+        Once per process for each card in the models folder that cannot be used (not valid
+        JSON, a field missing or wrong): it is left out, so one bad card stops no other model.
 
     Examples
     --------
     >>> "efficientnet_lite0" in [spec.name for spec in list_backbones()]
     True
     """
-    specs = {spec.name: spec for spec in map(_parse_card, _card_paths())}
+    specs, broken = _read_cards()
+    for path, error in broken.values():
+        if path not in _warned_cards:
+            _warned_cards.add(path)
+            warnings.warn(f"{error}; that card is left out", UserWarning, stacklevel=2)
     return [specs[name] for name in sorted(specs)]
+
+
+def _read_cards() -> tuple[dict[str, BackboneSpec], dict[str, tuple[Path, ModelFileError]]]:
+    """The usable cards by name, and the broken ones of the models folder by file stem (a shipped one raises)."""
+    specs: dict[str, BackboneSpec] = {}
+    broken: dict[str, tuple[Path, ModelFileError]] = {}
+    for path in _card_paths():
+        try:
+            spec = _parse_card(path)
+        except ModelFileError as error:
+            if path.parent == cards_dir():
+                raise
+            broken[path.name[: -len(_CARD_SUFFIX)]] = (path, error)
+            continue
+        specs[spec.name] = spec
+    return specs, broken
 
 
 def get_backbone(name: str) -> BackboneSpec:
@@ -226,6 +249,8 @@ def get_backbone(name: str) -> BackboneSpec:
     ------
     UnknownBackboneError
         If no card has that name; the message suggests the closest name.
+    ModelFileError
+        If the card of that name (its file ``<name>.json`` in the models folder) cannot be used.
 
     Examples
     --------
@@ -236,9 +261,11 @@ def get_backbone(name: str) -> BackboneSpec:
     ...
     cnncodes.errors.UnknownBackboneError: Unknown backbone 'efficientnet_lit0'. Did you mean 'efficientnet_lite0'? ...
     """
-    specs = {spec.name: spec for spec in list_backbones()}
+    specs, broken = _read_cards()
     if name in specs:
         return specs[name]
+    if name in broken:
+        raise broken[name][1]
     hint = did_you_mean(name, specs)
     message = f"Unknown backbone '{name}'.{hint} Run 'cnncodes models' to list them."
     raise UnknownBackboneError(message)

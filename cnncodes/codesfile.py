@@ -11,10 +11,17 @@ import h5py
 import numpy as np
 
 from .errors import CacheFormatError
-from .seals import check_sealed
+from .seals import HDF5_SIGNATURE, check_sealed
 from .shardfiles import CODES_FORMAT, reading, writing
 
-__all__ = ["CodesFile", "write_codes_file", "read_codes_file", "iter_codes_file", "is_codes_file"]
+__all__ = [
+    "CodesFile",
+    "write_codes_file",
+    "read_codes_file",
+    "iter_codes_file",
+    "is_codes_file",
+    "looks_like_codes_file",
+]
 
 _IN_MEMORY_BYTES = 256 << 20  # codes files up to this size are built in memory and written in one piece
 
@@ -115,7 +122,8 @@ def read_codes_file(path: Path | str, *, with_codes: bool = True) -> CodesFile:
     path = Path(path)
     try:
         with reading(path, CODES_FORMAT) as handle:
-            codes = handle["codes"]
+            spec = json.loads(handle.attrs.get("spec", "{}"))
+            codes = _checked_codes(handle, path, spec)
             return CodesFile(
                 codes=codes[:] if with_codes else np.empty((codes.shape[0], 0), np.float32),
                 paths=_strings(handle["paths"]),
@@ -123,7 +131,7 @@ def read_codes_file(path: Path | str, *, with_codes: bool = True) -> CodesFile:
                 labels=handle["labels"][:] if "labels" in handle else None,
                 class_names=_strings(handle["class_names"]) if "class_names" in handle else None,
                 failures=[(a.decode(), b.decode()) for a, b in handle["failures"][:]] if "failures" in handle else [],
-                spec=json.loads(handle.attrs.get("spec", "{}")),
+                spec=spec,
             )
     except CacheFormatError:
         raise  # already one line naming the file
@@ -162,10 +170,46 @@ def iter_codes_file(path: Path | str, chunk_rows: int = 4096) -> Iterator[tuple[
     [(2, 2), (2, 2), (1, 2)]
     """
     with reading(Path(path), CODES_FORMAT) as handle:
-        codes, labels = handle["codes"], handle["labels"] if "labels" in handle else None
+        try:
+            codes = _checked_codes(handle, Path(path), json.loads(handle.attrs.get("spec", "{}")))
+        except (KeyError, ValueError, TypeError) as error:
+            raise CacheFormatError(f"{path}: cannot read codes file ({error})") from error
+        labels = handle["labels"] if "labels" in handle else None
         for start in range(0, codes.shape[0], chunk_rows):
             stop = min(start + chunk_rows, codes.shape[0])
             yield codes[start:stop].astype(np.float32), (labels[start:stop] if labels is not None else None)
+
+
+def _checked_codes(handle: h5py.File, path: Path, spec: Any) -> h5py.Dataset:
+    """The /codes dataset, refused unless it is a table as wide as the spec says (a damaged or edited file)."""
+    codes = handle["codes"]
+    if not isinstance(codes, h5py.Dataset) or codes.ndim != 2:
+        raise CacheFormatError(f"{path}: not a readable codes file (/codes is not a table of rows)")
+    width = spec.get("n_features") if isinstance(spec, dict) else None
+    if isinstance(width, int) and codes.shape[1] != width:
+        message = f"{path}: damaged codes file (its codes are {codes.shape[1]} wide, its spec says {width})"
+        raise CacheFormatError(message)
+    return codes
+
+
+def looks_like_codes_file(path: Path | str) -> bool:
+    """Whether ``path`` is meant as a codes file: an HDF5 file (by its first bytes) or named ``.h5``/``.hdf5``.
+
+    Such a file given as training data is read as a codes file, so that one that is not a
+    valid codes file is refused with the reason (:func:`read_codes_file`).
+
+    Examples
+    --------
+    >>> looks_like_codes_file(__file__), looks_like_codes_file("missing.h5")
+    (False, True)
+    """
+    if Path(path).suffix.lower() in (".h5", ".hdf5"):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except (OSError, ValueError):
+        return False
 
 
 def is_codes_file(path: Path | str) -> bool:

@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InputError
+from .messages import display_name
 
 __all__ = ["Dataset", "load_dataset"]
 
@@ -50,19 +51,29 @@ class Dataset:
 def _images_below(folder: Path) -> list[Path]:
     """Image files below ``folder``, sorted, hidden entries left out.
 
-    A broken symlink or a symlink loop with an image name is kept, to fail by name; so is a
+    Symlinked folders are followed, each real folder once (a link back up is not a loop). A
+    broken symlink or a symlink loop with an image name is kept, to fail by name; so is a
     folder that cannot be listed (permissions), to fail as "cannot list folder" rather than
-    vanish with the images in it. Symlinked folders are not followed.
+    vanish with the images in it.
     """
     found: list[Path] = []
+    visited: set[tuple[int, int]] = set()
 
     def keep_unlistable(error: OSError) -> None:
         if error.filename is not None:
             found.append(Path(error.filename))
 
-    for parent, folder_names, file_names in os.walk(folder, onerror=keep_unlistable):
+    for parent, folder_names, file_names in os.walk(folder, onerror=keep_unlistable, followlinks=True):
+        try:
+            identity = os.stat(parent)
+        except OSError:
+            continue
+        if (identity.st_dev, identity.st_ino) in visited:  # reached again through a link: its images are listed
+            folder_names[:] = []
+            continue
+        visited.add((identity.st_dev, identity.st_ino))
         folder_names[:] = [name for name in folder_names if not name.startswith(".")]
-        for name in file_names + [name for name in folder_names if os.path.islink(os.path.join(parent, name))]:
+        for name in file_names:
             if not name.startswith(".") and Path(name).suffix.lower() in _IMAGE_SUFFIXES:
                 found.append(Path(parent, name))
     return sorted(found)
@@ -75,6 +86,10 @@ def _list_or_fail(folder: Path) -> list[Path]:
     except OSError as error:
         message = f"{folder}: cannot list folder ({error.strerror or error})"
         raise InputError(message) from None
+
+
+def _is_loose_image(entry: Path) -> bool:
+    return not entry.name.startswith(".") and entry.suffix.lower() in _IMAGE_SUFFIXES and not entry.is_dir()
 
 
 def _from_folder(folder: Path) -> Dataset:
@@ -92,7 +107,12 @@ def _from_folder(folder: Path) -> Dataset:
             empty.append(class_dir.name)
     if empty:  # kept as classes (label indices stay stable), but a head cannot learn them: say so once
         logging.getLogger("cnncodes").warning(f"{folder}: class folder(s) {', '.join(empty)} hold no images")
-    return Dataset(paths, np.array(labels, dtype=np.int64), [d.name for d in class_dirs])
+    loose = [entry.name for entry in _list_or_fail(folder) if _is_loose_image(entry)]
+    if loose:  # beside the class folders, in no class
+        shown = ", ".join(display_name(name) for name in sorted(loose)[:3]) + (", ..." if len(loose) > 3 else "")
+        message = f"{folder}: {len(loose)} image file(s) beside the class folders, in no class, left out: {shown}"
+        logging.getLogger("cnncodes").warning(message)
+    return Dataset(paths, np.array(labels, dtype=np.int64), [display_name(d.name) for d in class_dirs])
 
 
 def _csv_text(csv_path: Path) -> str:
@@ -112,9 +132,16 @@ def _csv_text(csv_path: Path) -> str:
 
 def _csv_rows(csv_path: Path) -> list[tuple[int, list[str]]]:
     """The non-blank rows with their line numbers, without a ``path`` header."""
+    rows, line = [], 0
     try:
         reader = csv.reader(io.StringIO(_csv_text(csv_path), newline=""))
-        rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
+        for row in reader:
+            first, line = line + 1, reader.line_num
+            if any("\n" in cell or "\r" in cell for cell in row):  # a path or label with a line break
+                message = f"{csv_path}: line {first}: a quoted field runs over a line break (a quote left open?)"
+                raise InputError(message)
+            if row and any(cell.strip() for cell in row):
+                rows.append((line, row))
     except csv.Error as error:
         message = f"{csv_path}: not a CSV file ({error})"
         raise InputError(message) from None

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .codesfile import write_codes_file
+from .fileio import refuse_overwriting_an_input
 from .distributed import DEFAULT_PARTITION_SIZE, connect, extract_on_cluster
 from .engine import ExtractionOptions, ExtractionResult, Extractor
 from .pages import write_extraction_page
@@ -132,6 +133,8 @@ def extract(
         with connect(client) as connected:
             result = extractor.finish(extract_on_cluster(extractor, inputs, connected, partition_size=partition_size))
     if output is not None:
+        read = [*(inputs if isinstance(inputs, (list, tuple)) else [inputs]), *result.paths]
+        refuse_overwriting_an_input(output, [*read, *(path for path, _ in result.failures)])
         write_codes_file(output, result.to_codes_file())
     if report_dir is not None:
         write_extraction_page(report_dir, result)

@@ -113,10 +113,10 @@ def _decode_jpeg(data: bytes, size: tuple[int, int], factor: int, name: str) -> 
 def make_fast_views(array: np.ndarray, preprocessing: Preprocessing) -> list[np.ndarray]:
     """Cut the model inputs of one upright RGB array, as :func:`cnncodes.images.make_views` does.
 
-    The centre crop (and its mirror) is resampled by OpenCV from the exact crop box, with
-    Pillow's pixel-centre convention: bilinear when it shrinks to no less than half (there a
-    bilinear sample spans what area averaging would, at a quarter of its cost), area averaging
-    of the box rounded to whole pixels when it shrinks further, bicubic or bilinear (the
+    The centre crop (and its mirror) shrunk to no less than half is resampled bilinearly by
+    OpenCV from the exact crop box, with Pillow's pixel centres (there a bilinear sample spans
+    what area averaging would, at a quarter of its cost). Otherwise the box is rounded to whole
+    pixels and resized: area averaging when it shrinks further, bicubic or bilinear (the
     preprocessing's interpolation) when it grows (:data:`~cnncodes.images.FAST_RESIZE_RULE`).
     The other view protocols are cut by Pillow from these pixels.
 
@@ -147,22 +147,20 @@ def make_fast_views(array: np.ndarray, preprocessing: Preprocessing) -> list[np.
     side, size = min(width, height) * preprocessing.crop_fraction, preprocessing.input_size
     left, top = (width - side) / 2, (height - side) / 2
     step = side / size  # source pixels per output pixel
-    if step > 2:
-        view = _area_of_box(array, round(left), round(top), max(1, round(side)), size)
-    else:
-        method = cv2.INTER_CUBIC if step < 1 and preprocessing.interpolation == "bicubic" else cv2.INTER_LINEAR
+    if 1 <= step <= 2:
         # output pixel i samples the source at left + (i + 0.5) * step - 0.5, as Pillow's resize of a box does
         to_source = np.array([[step, 0.0, left + step / 2 - 0.5], [0.0, step, top + step / 2 - 0.5]])
-        flags = method | cv2.WARP_INVERSE_MAP
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         view = cv2.warpAffine(array, to_source, (size, size), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    else:  # separable resizes of the box rounded to whole pixels (a bicubic warp costs 4x a bicubic resize)
+        x, y, box_side = round(left), round(top), max(1, round(side))
+        grow = cv2.INTER_CUBIC if preprocessing.interpolation == "bicubic" else cv2.INTER_LINEAR
+        box = array[y : y + box_side, x : x + box_side]
+        view = cv2.resize(box, (size, size), interpolation=cv2.INTER_AREA if step > 2 else grow)
     views = [view]
     if preprocessing.views == "flip":
         views.append(view[:, ::-1].copy())
     return views
-
-
-def _area_of_box(array: np.ndarray, left: int, top: int, side: int, size: int) -> np.ndarray:
-    return cv2.resize(array[top : top + side, left : left + side], (size, size), interpolation=cv2.INTER_AREA)
 
 
 def prepare_views(source: ImageSource, preprocessing: Preprocessing, name: str) -> list[np.ndarray]:

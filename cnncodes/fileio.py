@@ -7,11 +7,18 @@ import errno
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 from .errors import CnnCodesError, OutputError
 
-__all__ = ["atomic_path", "write_text_atomic", "write_refusal", "write_reason", "TEMP_PREFIX"]
+__all__ = [
+    "atomic_path",
+    "write_text_atomic",
+    "write_refusal",
+    "write_reason",
+    "refuse_overwriting_an_input",
+    "TEMP_PREFIX",
+]
 
 TEMP_PREFIX = ".tmp-"  # temporary files start with this, so readers and cleaners can skip them
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})  # the disk refuses bytes
@@ -140,3 +147,44 @@ def write_text_atomic(path: Path | str, text: str) -> Path:
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def refuse_overwriting_an_input(output: Path | str, inputs: Iterable[Any]) -> None:
+    """Refuse to write ``output`` where one of this run's ``inputs`` (an image, a CSV, a codes file) is.
+
+    Parameters
+    ----------
+    output : str or Path
+        The file to be written.
+    inputs : iterable
+        What the run read: paths (anything else, an array, is passed over).
+
+    Raises
+    ------
+    OutputError
+        If ``output`` is the same file as one of ``inputs`` (also through a link); nothing is written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> photo = Path(tempfile.mkdtemp()) / "a.jpg"
+    >>> _ = photo.write_bytes(b"photo")
+    >>> refuse_overwriting_an_input(photo, [photo])
+    Traceback (most recent call last):
+    ...
+    cnncodes.errors.OutputError: ...a.jpg: is an input of this run; nothing was written (choose another output file)
+    """
+    try:
+        target = os.stat(output)
+    except (OSError, ValueError):
+        return  # a new file (or one that cannot be looked at: writing it says why)
+    for source in inputs:
+        if not isinstance(source, (str, Path)):
+            continue
+        try:
+            found = os.stat(source)
+        except (OSError, ValueError):
+            continue
+        if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+            message = f"{output}: is an input of this run; nothing was written (choose another output file)"
+            raise OutputError(message, "it is an input of this run")

@@ -27,7 +27,7 @@ MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold (about 0.25 GB of RGB): r
 DRAFT = True  # JPEGs far larger than needed decode at a reduced DCT scale: a fixed rule, part of every spec
 _RGB_RULE = "exif-transpose; alpha over white; 16-bit >> 8; CMYK/palette/L via Pillow"
 # How the fast decoder cuts its views (cnncodes.fastdecode), part of fast specs: a rule changed is a new feature set.
-FAST_RESIZE_RULE = "exact crop box; bilinear to 1/2, area below; bicubic or bilinear up"
+FAST_RESIZE_RULE = "to 1/2: exact crop box, bilinear; else rounded box: area below, bicubic or bilinear up"
 _VIEW_COUNTS = {"none": 1, "flip": 2, "5crop": 5, "10crop": 10, "razavian16": 16}
 _INTERPOLATION = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 _ROTATION_DEGREES = 5.0  # the "small rotations" of the 16-view protocol
@@ -185,9 +185,13 @@ def _open_file(path: str | Path, name: str) -> IO[bytes]:
 def _open_image(handle: IO[bytes], name: str, n_bytes: int) -> Image.Image:
     """Read the header: any failure is the image's one-line error (a file cut inside its header too)."""
     try:
-        with _BOMB_GUARD, warnings.catch_warnings():
+        with _BOMB_GUARD, warnings.catch_warnings(record=True) as raised:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(handle)
+            image = Image.open(handle)
+        for warning in raised:  # Pillow's own ("Corrupt EXIF data") name no file: say which
+            warnings.warn(f"{name}: {warning.message}", warning.category, stacklevel=2)
+        return image
     except UnidentifiedImageError as error:
         message = f"{name}: not an image (unknown format)" if n_bytes else f"{name}: empty file (0 bytes)"
         raise ImageDecodeError(message) from error

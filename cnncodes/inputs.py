@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -12,6 +11,7 @@ from PIL import Image
 
 from .datasets import Dataset, load_dataset
 from .errors import InputError
+from .messages import display_name
 
 __all__ = ["Inputs", "Source", "read_inputs", "display_name"]
 
@@ -116,37 +116,6 @@ def read_inputs(inputs: Any) -> Inputs:
     except TypeError:
         message = f"inputs: expected {_EXPECTED}; got {type(inputs).__name__}"
         raise InputError(message) from None
-
-
-def display_name(path: str | Path) -> str:
-    """What messages and codes files call a path: itself, or for a name that is not valid UTF-8 its bytes escaped.
-
-    The file itself is still read by its real name; only the text shown and stored is escaped
-    (``\\xff``), since terminals and HDF5 strings take UTF-8 only.
-
-    Parameters
-    ----------
-    path : str or Path
-        As given, or as :func:`os.fsdecode` made it from the filesystem's bytes.
-
-    Returns
-    -------
-    str
-        Valid UTF-8.
-
-    Examples
-    --------
-    >>> display_name(Path("photos/a.jpg"))
-    'photos/a.jpg'
-    >>> display_name(os.fsdecode(b"bad\\xff\\xfe.jpg"))
-    'bad\\\\xff\\\\xfe.jpg'
-    """
-    text = str(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return os.fsencode(text).decode("utf-8", "backslashreplace")
-    return text
 
 
 def _of_array(array: np.ndarray) -> Inputs:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = [
+    "display_name",
     "parameter_subject",
     "one_of_message",
     "invalid_value_message",
@@ -17,6 +18,8 @@ __all__ = [
     "install_hint",
     "not_regular_message",
 ]
+
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in [*range(32), 127] if code != 9}  # tab is shown as it is
 
 
 def parameter_subject(name: str, owner: str = "") -> str:
@@ -111,3 +114,37 @@ def not_regular_message(subject: object, mode: int, path: str | Path | None = No
     kinds += [(stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
     kind = next((name for test, name in kinds if test(mode)), "not a plain file")
     return f"{subject}: not a regular file ({kind})"
+
+
+def display_name(path: str | Path) -> str:
+    """What messages and codes files call a path (or a class folder): itself, with what cannot be shown escaped.
+
+    A name that is not valid UTF-8 has its bytes escaped (``\\xff``), since terminals and HDF5
+    strings take UTF-8 only, and control characters (a newline in a name) are escaped too, so a
+    message stays one line. The file itself is still read by its real name.
+
+    Parameters
+    ----------
+    path : str or Path
+        As given, or as :func:`os.fsdecode` made it from the filesystem's bytes.
+
+    Returns
+    -------
+    str
+        Valid UTF-8.
+
+    Examples
+    --------
+    >>> display_name(Path("photos/a.jpg"))
+    'photos/a.jpg'
+    >>> display_name(os.fsdecode(b"bad\\xff\\xfe.jpg"))
+    'bad\\\\xff\\\\xfe.jpg'
+    >>> display_name("two\\nlines.jpg")
+    'two\\\\x0alines.jpg'
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text.translate(_CONTROL_ESCAPES)

@@ -216,9 +216,28 @@ def load_model(path: Path | str, *, check_backbone: bool = True, trusted: bool =
         if saved != current[package]:
             message = f"{path}: saved with {package} {saved}, loaded with {current[package]}; predictions may differ"
             warnings.warn(message, ModelMismatchWarning, stacklevel=2)
+    _check_consistent(bundle, path)
     if check_backbone:
         _check_backbone(bundle, path)
     return bundle
+
+
+def _check_consistent(bundle: ModelBundle, path: Path) -> None:
+    """Refuse metadata that disagrees with the head: classes it cannot name, codes of another width."""
+    try:
+        steps = getattr(bundle.pipeline, "steps", None)
+        head = steps[-1][1] if steps else bundle.pipeline  # codes then head; a bare estimator in older files
+        classes = [int(c) for c in getattr(head, "classes_", [])]
+        width = getattr(head, "n_features_in_", None)
+    except (AttributeError, IndexError, TypeError, ValueError) as error:
+        raise _not_a_model(path, error) from error
+    if any(not 0 <= c < len(bundle.class_names) for c in classes):
+        message = f"{path}: not a cnncodes model file (its head predicts classes {classes}, its metadata names "
+        raise ModelFileError(message + f"{len(bundle.class_names)})")
+    expected = bundle.spec.get("n_features")
+    if isinstance(expected, int) and width is not None and int(width) != expected:
+        message = f"{path}: not a cnncodes model file (its head takes {width} features, its codes have {expected})"
+        raise ModelFileError(message)
 
 
 def _not_a_model(path: Path, error: BaseException | None = None) -> ModelFileError:

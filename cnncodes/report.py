@@ -45,6 +45,7 @@ class Report:
     per_class: list[dict[str, Any]]  # name, precision, recall, f1, support
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted
     top_k_accuracy: dict[str, float] = field(default_factory=dict)  # "top_3" -> accuracy
+    absent_classes: list[str] = field(default_factory=list)  # no image, never predicted: left out of the averages
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
@@ -57,6 +58,11 @@ class Report:
             f"samples {self.n_samples}  accuracy {self.accuracy:.4f}  balanced accuracy {self.balanced_accuracy:.4f}  "
             f"macro F1 {self.macro_f1:.4f}{top_k}",
         ]
+        if self.absent_classes:
+            names = ", ".join(map(repr, self.absent_classes))
+            lines.append(
+                f"class {names}: no image here and never predicted; left out of balanced accuracy and macro F1"
+            )
         width = max(len("class"), *(len(name) for name in self.class_names))
         lines.append(f"{'class':<{width}}  precision  recall  f1      support")
         for row in self.per_class:
@@ -92,6 +98,9 @@ def make_report(
     --------
     >>> make_report([0, 1, 1], [0, 1, 0], ["ant", "bee"]).balanced_accuracy
     0.75
+    >>> only_bees = make_report([1, 1], [1, 1], ["ant", "bee"])
+    >>> only_bees.macro_f1, only_bees.absent_classes
+    (1.0, ['ant'])
     >>> scores = np.tile([0.1, 0.2, 0.3, 0.4], (4, 1))  # every row ranks d, c, b, a
     >>> make_report([0, 1, 2, 3], [3, 3, 3, 3], list("abcd"), scores).top_k_accuracy
     {'top_3': 0.75}
@@ -99,6 +108,7 @@ def make_report(
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(class_names)))
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    seen = [c for c in labels if support[c] or c in set(y_pred.tolist())]  # as scikit-learn's macro F1 without labels
     top_k = {}
     if scores is not None:
         ranked = np.argsort(-np.asarray(scores), axis=1, kind="stable")
@@ -111,7 +121,7 @@ def make_report(
         # balanced_accuracy_score's figure (mean recall of the classes present), without its warning when the
         # data holds only some of the model's classes
         balanced_accuracy=float(np.mean(recall[support > 0])) if support.any() else 0.0,
-        macro_f1=float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        macro_f1=float(f1_score(y_true, y_pred, labels=seen, average="macro", zero_division=0)) if seen else 0.0,
         class_names=list(class_names),
         per_class=[
             {"name": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
@@ -119,6 +129,7 @@ def make_report(
         ],
         confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         top_k_accuracy=top_k,
+        absent_classes=[class_names[c] for c in labels if c not in seen],
     )
 
 

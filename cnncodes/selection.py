@@ -121,7 +121,10 @@ class SweepResult:
         baseline = self.baseline
         if baseline is not None:
             gain = best.balanced_accuracy - baseline.balanced_accuracy
-            verdict = "transfer helps" if gain > 0 else "negative transfer: the CNN codes do worse than raw pixels"
+            if abs(gain) < 1e-9:
+                verdict = "no better than raw pixels: the CNN codes give this task nothing here"
+            else:
+                verdict = "transfer helps" if gain > 0 else "negative transfer: the CNN codes do worse than raw pixels"
             text += f" Raw-pixel baseline: {baseline.balanced_accuracy:.4f} ({verdict}, {gain:+.4f})."
         return text
 
@@ -229,6 +232,21 @@ def _n_folds(train: LabelledCodes, cv: int, group_ids: np.ndarray | None, patter
         logger.warning("the groups pattern %r finds %d groups; using --cv %d", pattern, n_groups, n_groups)
         return n_groups
     return n_folds
+
+
+def _check_group_folds(splitter: Any, train: LabelledCodes, group_ids: np.ndarray, pattern: str | None) -> None:
+    """Refuse, in one line, groups that follow the classes: a fold whose training part holds one class cannot fit."""
+    y = np.asarray(train.y)
+    for train_rows, test_rows in splitter.split(np.zeros((len(y), 1)), y, group_ids):
+        left = np.unique(y[train_rows])
+        if len(left) < 2:
+            held_out = ", ".join(repr(str(g)) for g in sorted(set(group_ids[test_rows].tolist()))[:3])
+            only = f"only class {train.class_names[int(left[0])]!r}" if len(left) else "no image"
+            message = (
+                f"The 'groups' pattern {pattern!r} gives folds that cannot be trained: with group(s) {held_out} "
+                f"held out, the rest hold {only}; groups must cut across the classes (one per patient or session)"
+            )
+            raise InputError(message)
 
 
 def _rank(row: SweepRow) -> tuple[float, float]:
@@ -360,6 +378,8 @@ def sweep(
             splitter = (StratifiedGroupKFold if groups else StratifiedKFold)(
                 n_folds, shuffle=True, random_state=random_state
             )
+            if group_ids is not None and val is None:
+                _check_group_folds(splitter, train, group_ids, groups)
             scoring = _Scoring(tuple(heads), splitter, class_weight, random_state)
             protocol = (
                 f"validation split: {val}"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from .codesfile import is_codes_file, read_codes_file
+from .codesfile import looks_like_codes_file, read_codes_file
 from .codeindex import CodeIndex
 from .engine import ExtractionOptions, Extractor
 from .errors import InputError
@@ -53,7 +53,12 @@ def _source_name(data: Any) -> str:
 
 def _single_codes_file(data: Any) -> Path | None:
     items = [data] if isinstance(data, (str, Path)) else list(data) if isinstance(data, (list, tuple)) else []
-    if len(items) == 1 and isinstance(items[0], (str, Path)) and Path(items[0]).is_file() and is_codes_file(items[0]):
+    if (
+        len(items) == 1
+        and isinstance(items[0], (str, Path))
+        and Path(items[0]).is_file()
+        and looks_like_codes_file(items[0])
+    ):
         return Path(items[0])
     return None
 

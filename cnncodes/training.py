@@ -14,10 +14,11 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils.class_weight import compute_class_weight
 
-from .codesfile import CodesFile, is_codes_file, iter_codes_file, read_codes_file
+from .codesfile import CodesFile, iter_codes_file, looks_like_codes_file, read_codes_file
 from .datasets import load_dataset
 from .distributed import check_cluster, dask_backend
 from .errors import InputError
+from .fileio import refuse_overwriting_an_input
 from .featurespec import options_of_codes_spec
 from .heads import (
     OUT_OF_CORE_PARAMS,
@@ -107,7 +108,7 @@ def load_labelled_codes(
     """
     template = codes if codes is not None else CNNCodes()
     single = Path(data) if isinstance(data, (str, Path)) else None
-    if single is not None and single.is_file() and is_codes_file(single):
+    if single is not None and single.is_file() and looks_like_codes_file(single):
         content = _read_labelled_codes_file(single, read_codes)
         try:
             transformer = _codes_from_spec(content.spec, template).fit()
@@ -200,13 +201,22 @@ def check_labelled(labelled: LabelledCodes, data: object, *, n_classes_min: int 
             f"{data}: class {', '.join(map(repr, empty))} has no images (no file, or every file failed); "
             "remove it or add images"
         )
-        raise InputError(message)
+        raise InputError(message + _failed_files(labelled))
     present = [name for name, count in zip(names, counts) if count]
     if len(present) < n_classes_min:
         which = f"only one class ({present[0]!r}) has" if present else "no class has"
         message = f"{data}: {which} images; a classifier needs at least two"
-        raise InputError(message)
+        raise InputError(message + _failed_files(labelled))
     check_finite(labelled, data)
+
+
+def _failed_files(labelled: LabelledCodes) -> str:
+    """What the refusal adds when files failed: their number and the first reason (the rest are not reported then)."""
+    if not labelled.failures:
+        return ""
+    path, reason = labelled.failures[0]
+    first = reason if reason.startswith(path) else f"{path}: {reason}"
+    return f" ({len(labelled.failures)} file(s) failed; the first: {first})"
 
 
 def check_finite(labelled: LabelledCodes, data: object) -> None:
@@ -390,6 +400,9 @@ def train(
     check_cluster(client)  # an unreachable scheduler fails now, not after the extraction
     labelled = load_labelled_codes(data, codes, read_codes=not out_of_core)
     check_labelled(labelled, data)
+    if output is not None:  # before the fit: a model written over an image or the codes file would lose it
+        read = [*(data if isinstance(data, (list, tuple)) else [data]), *labelled.paths]
+        refuse_overwriting_an_input(output, [*read, *(path for path, _ in labelled.failures)])
     cv = choose_folds(labelled.y, labelled.class_names, cv) if not params else None
     out_of_core = out_of_core and labelled.source is not None
     classes = np.arange(len(labelled.class_names))

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+import cnncodes.backbones
 from cnncodes.backbones import get_backbone, imagenet_class_names, lite_weights_path, list_backbones
 from cnncodes.errors import ModelFileError, UnknownBackboneError, UnknownLayerError
 from cnncodes.export import EXPORTABLE
@@ -115,11 +116,16 @@ def test_list_backbones_models_dir_card_overrides_shipped(tmp_path, monkeypatch)
 
 
 def test_list_backbones_invalid_card_names_its_file(tmp_path, monkeypatch) -> None:
-    """Check that a card without a required field is a one-line error naming the card file."""
+    """Check that a user card without a required field is left out with one warning naming the card file, and is
+    that one-line error when asked for by name."""
     (tmp_path / "broken.json").write_text(json.dumps({"name": "broken", "taps": []}))
     monkeypatch.setenv("CNNCODES_MODELS_DIR", str(tmp_path))
-    with pytest.raises(ModelFileError, match=re.escape(f"{tmp_path / 'broken.json'}: not a valid model card (")):
-        list_backbones()
+    monkeypatch.setattr(cnncodes.backbones, "_warned_cards", set())
+    expected = re.escape(f"{tmp_path / 'broken.json'}: not a valid model card (")
+    with pytest.warns(UserWarning, match=expected):
+        assert "broken" not in [spec.name for spec in list_backbones()]
+    with pytest.raises(ModelFileError, match=expected):
+        get_backbone("broken")
 
 
 def test_onnx_path_is_in_models_dir_not_the_package() -> None:

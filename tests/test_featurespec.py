@@ -29,7 +29,7 @@ DEFAULT_JSON = (
 DEFAULT_FINGERPRINT = "48709632ac23cb823cb7021e6fba8eba1155d975185b1c8750cf88844f6d744d"
 # How the fast decoder's views are cut since the views are resampled from the exact crop box; fast specs before it
 # named no rule (area averaging of the rounded box), so their codes are a feature set of their own.
-FAST_RESIZE_RULE = "exact crop box; bilinear to 1/2, area below; bicubic or bilinear up"
+FAST_RESIZE_RULE = "to 1/2: exact crop box, bilinear; else rounded box: area below, bicubic or bilinear up"
 BACKBONE = get_backbone("efficientnet_lite0")
 _MISSING = object()  # a field left out of a spec
 

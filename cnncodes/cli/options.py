@@ -193,14 +193,20 @@ def library_errors(function: Command) -> Command:
 
 
 def parse_params(context: click.Context, option: click.Parameter, texts: tuple[str, ...]) -> dict[str, Any] | None:
-    """``C=0.001`` -> {"C": 0.001}; values are read as JSON when they can be (numbers, null), else kept as text."""
-    fixed = {}
+    """``C=0.001`` -> {"C": 0.001}; values are read as JSON when they can be (numbers, null), else as a number
+    (``inf``), else kept as text. A name given twice is refused."""
+    fixed: dict[str, Any] = {}
     for text in texts:
         name, separator, value = text.partition("=")
         if not separator or not name:
             raise click.BadParameter(f"expected NAME=VALUE, got {text!r}", context, option)
+        if name in fixed:
+            raise click.BadParameter(f"{name} is given twice ({name}={fixed[name]!r} and {text!r})", context, option)
         try:
             fixed[name] = json.loads(value)
         except ValueError:
-            fixed[name] = value
+            try:
+                fixed[name] = float(value)  # inf, nan, 1e-3: what Python reads as a number and JSON does not
+            except ValueError:
+                fixed[name] = value
     return fixed or None
