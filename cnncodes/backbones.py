@@ -262,10 +262,10 @@ def get_backbone(name: str) -> BackboneSpec:
     cnncodes.errors.UnknownBackboneError: Unknown backbone 'efficientnet_lit0'. Did you mean 'efficientnet_lite0'? ...
     """
     specs, broken = _read_cards()
+    if name in broken:  # also when it would override a shipped card: the user meant theirs
+        raise broken[name][1]
     if name in specs:
         return specs[name]
-    if name in broken:
-        raise broken[name][1]
     hint = did_you_mean(name, specs)
     message = f"Unknown backbone '{name}'.{hint} Run 'cnncodes models' to list them."
     raise UnknownBackboneError(message)

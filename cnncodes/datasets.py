@@ -48,35 +48,51 @@ class Dataset:
         return len(self.paths)
 
 
-def _images_below(folder: Path) -> list[Path]:
+def _images_below(folder: Path, owners: dict[tuple[int, int], str | None] | None = None) -> list[Path]:
     """Image files below ``folder``, sorted, hidden entries left out.
 
     Symlinked folders are followed, each real folder once (a link back up is not a loop). A
     broken symlink or a symlink loop with an image name is kept, to fail by name; so is a
     folder that cannot be listed (permissions), to fail as "cannot list folder" rather than
-    vanish with the images in it.
+    vanish with the images in it. ``owners`` maps the real folders of a class tree to the class
+    holding them (None: the top folder), shared across its classes: a folder reached from two
+    classes would give its images two labels, and is refused.
     """
     found: list[Path] = []
-    visited: set[tuple[int, int]] = set()
+    owners = {} if owners is None else owners
+    owner = owners.get(_identity(folder)) if owners else None
+    walked: set[tuple[int, int]] = set()
 
     def keep_unlistable(error: OSError) -> None:
         if error.filename is not None:
             found.append(Path(error.filename))
 
     for parent, folder_names, file_names in os.walk(folder, onerror=keep_unlistable, followlinks=True):
-        try:
-            identity = os.stat(parent)
-        except OSError:
+        identity = _identity(Path(parent))
+        if identity is None:
             continue
-        if (identity.st_dev, identity.st_ino) in visited:  # reached again through a link: its images are listed
+        holder = owners.setdefault(identity, owner)
+        if holder != owner:
+            held_by = f"class {holder!r}" if holder is not None else "the top folder"
+            message = f"{display_name(parent)}: a link to a folder of {held_by}; an image cannot have two labels"
+            raise InputError(message)
+        if identity in walked:  # reached again through a link: its images are listed
             folder_names[:] = []
             continue
-        visited.add((identity.st_dev, identity.st_ino))
+        walked.add(identity)
         folder_names[:] = [name for name in folder_names if not name.startswith(".")]
         for name in file_names:
             if not name.startswith(".") and Path(name).suffix.lower() in _IMAGE_SUFFIXES:
                 found.append(Path(parent, name))
     return sorted(found)
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _list_or_fail(folder: Path) -> list[Path]:
@@ -99,8 +115,12 @@ def _from_folder(folder: Path) -> Dataset:
     paths: list[Path] = []
     labels: list[int] = []
     empty = []
+    owners: dict[tuple[int, int], str | None] = {}  # each real folder of the tree: the class it belongs to
+    for key, owner in [(_identity(folder), None), *((_identity(d), d.name) for d in class_dirs)]:
+        if key is not None:
+            owners[key] = owner
     for label, class_dir in enumerate(class_dirs):
-        found = _images_below(class_dir)
+        found = _images_below(class_dir, owners)
         paths += found
         labels += [label] * len(found)
         if not found:

@@ -124,6 +124,9 @@ def extract(
     if unknown:
         message = f"extract() got an unexpected keyword argument {unknown[0]!r}"
         raise TypeError(message)
+    given = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    if output is not None:  # the files named: before the work; the images found in folders: before the write
+        refuse_overwriting_an_input(output, given)
     code = {name: value for name, value in parameters.items() if name in CODE_PARAMETERS}
     run = {name: value for name, value in parameters.items() if name not in CODE_PARAMETERS}
     extractor = Extractor(ExtractionOptions(**code), progress=progress, **run)
@@ -133,8 +136,7 @@ def extract(
         with connect(client) as connected:
             result = extractor.finish(extract_on_cluster(extractor, inputs, connected, partition_size=partition_size))
     if output is not None:
-        read = [*(inputs if isinstance(inputs, (list, tuple)) else [inputs]), *result.paths]
-        refuse_overwriting_an_input(output, [*read, *(path for path, _ in result.failures)])
+        refuse_overwriting_an_input(output, [*given, *result.paths, *(path for path, _ in result.failures)])
         write_codes_file(output, result.to_codes_file())
     if report_dir is not None:
         write_extraction_page(report_dir, result)

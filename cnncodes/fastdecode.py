@@ -137,7 +137,7 @@ def make_fast_views(array: np.ndarray, preprocessing: Preprocessing) -> list[np.
     >>> len(views), views[0].shape
     (2, (16, 16, 3))
     """
-    if preprocessing.views not in ("none", "flip"):
+    if preprocessing.views not in images.FAST_VIEWS:
         from PIL import Image
 
         return images.make_views(Image.fromarray(array), preprocessing)

@@ -27,6 +27,7 @@ MAX_PIXELS = 89_478_485  # Pillow's own bomb threshold (about 0.25 GB of RGB): r
 DRAFT = True  # JPEGs far larger than needed decode at a reduced DCT scale: a fixed rule, part of every spec
 _RGB_RULE = "exif-transpose; alpha over white; 16-bit >> 8; CMYK/palette/L via Pillow"
 # How the fast decoder cuts its views (cnncodes.fastdecode), part of fast specs: a rule changed is a new feature set.
+FAST_VIEWS = ("none", "flip")  # the view protocols the fast decoder cuts itself; it leaves the others to Pillow
 FAST_RESIZE_RULE = "to 1/2: exact crop box, bilinear; else rounded box: area below, bicubic or bilinear up"
 _VIEW_COUNTS = {"none": 1, "flip": 2, "5crop": 5, "10crop": 10, "razavian16": 16}
 _INTERPOLATION = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
@@ -82,8 +83,8 @@ class Preprocessing:
         -------
         dict
             ``input_size``, ``crop_fraction``, ``interpolation``, ``draft``, ``views`` and ``rgb_rule``,
-            and ``decoder`` and ``resize_rule`` when the decoder is not "exact" (exact specs stay
-            those of earlier versions).
+            and ``decoder`` when the decoder is not "exact" (exact specs stay those of earlier
+            versions), with ``resize_rule`` where it cuts the views itself (views "none", "flip").
 
         Examples
         --------
@@ -97,7 +98,8 @@ class Preprocessing:
             "draft": DRAFT,
             "views": self.views,
             "rgb_rule": _RGB_RULE,
-            **({"decoder": self.decoder, "resize_rule": FAST_RESIZE_RULE} if self.decoder != "exact" else {}),
+            **({"decoder": self.decoder} if self.decoder != "exact" else {}),
+            **({"resize_rule": FAST_RESIZE_RULE} if self.decoder != "exact" and self.views in FAST_VIEWS else {}),
         }
 
 
@@ -189,8 +191,12 @@ def _open_image(handle: IO[bytes], name: str, n_bytes: int) -> Image.Image:
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(handle)
+            image.getexif()  # parsed here, once (Pillow keeps it), so that its warnings are caught here too
         for warning in raised:  # Pillow's own ("Corrupt EXIF data") name no file: say which
-            warnings.warn(f"{name}: {warning.message}", warning.category, stacklevel=2)
+            if f"{os.sep}PIL{os.sep}" in warning.filename:
+                warnings.warn(f"{name}: {warning.message}", warning.category, stacklevel=2)
+            else:  # another thread's, caught while the filters were ours: passed on as it was
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
         return image
     except UnidentifiedImageError as error:
         message = f"{name}: not an image (unknown format)" if n_bytes else f"{name}: empty file (0 bytes)"

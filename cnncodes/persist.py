@@ -18,6 +18,7 @@ import skops.io
 
 from .errors import ModelFileError, ModelMismatchError, ModelMismatchWarning
 from .fileio import atomic_path
+from .images import FAST_RESIZE_RULE, FAST_VIEWS
 from .contentkeys import file_sha256
 from .messages import newer_format_message
 from .modelfiles import ensure_model_file, resolve_backbone
@@ -217,9 +218,25 @@ def load_model(path: Path | str, *, check_backbone: bool = True, trusted: bool =
             message = f"{path}: saved with {package} {saved}, loaded with {current[package]}; predictions may differ"
             warnings.warn(message, ModelMismatchWarning, stacklevel=2)
     _check_consistent(bundle, path)
+    _warn_on_an_earlier_resize_rule(bundle, path)
     if check_backbone:
         _check_backbone(bundle, path)
     return bundle
+
+
+def _warn_on_an_earlier_resize_rule(bundle: ModelBundle, path: Path) -> None:
+    """Say so when the head learned codes that the fast decoder cut by a rule this version no longer has."""
+    layers = bundle.spec.get("layers") if isinstance(bundle.spec.get("layers"), list) else []
+    for layer in layers:
+        pre = layer.get("preprocessing", {}) if isinstance(layer, dict) else {}
+        if isinstance(pre, dict) and pre.get("decoder") == "fast" and pre.get("views") in FAST_VIEWS:
+            if pre.get("resize_rule") != FAST_RESIZE_RULE:
+                message = (
+                    f"{path}: trained on codes of the fast decoder's earlier resize rule; codes are now cut by "
+                    f"another ({FAST_RESIZE_RULE}), so predictions may differ slightly: train again to match"
+                )
+                warnings.warn(message, ModelMismatchWarning, stacklevel=3)
+                return
 
 
 def _check_consistent(bundle: ModelBundle, path: Path) -> None:

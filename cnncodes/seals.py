@@ -40,8 +40,8 @@ _BLOCK_BYTES = 1 << 20
 PROBE_TIMEOUT_S = 30.0  # an unsealed file's metadata is read in a child process for at most this long
 # What the child reads: everything a reader of ours touches, each step on its own, so that one step's error does
 # not skip the next (a damaged attribute can make iterating fail at once and looking it up by name loop for ever):
-# the attributes by name and all together, every object, each dataset's shape, type, chunk index, attributes, a row
-# at each end, and whole the small ones (keys, paths, labels) that readers load whole.
+# the attributes by name and all together, every object once, each dataset's shape, type, chunk index, attributes,
+# a row at each end, and whole (up to 256 MB) every dataset but /codes, which readers take by rows.
 # One file name a line on stdin (its bytes in hex: any name is one line); "done" on stdout after each.
 _PROBE = """
 import os
@@ -55,25 +55,30 @@ def attempt(step):
         return step()
     except Exception:
         return None  # the reader's own errors say what is wrong; only a hang or a crash is the child's to find
-def read_dataset(node):
+def read_dataset(name, node):
     attempt(lambda: (node.shape, node.dtype, node.chunks, node.fletcher32))
     attempt(lambda: dict(node.attrs))
     attempt(lambda: node.id.chunk_iter(lambda info: None))
     attempt(lambda: node[:1] if node.ndim else node[()])
     attempt(lambda: node[-1:] if node.ndim else None)
-    attempt(lambda: node[()] if node.size * node.dtype.itemsize <= WHOLE_BYTES else None)
-def visit(name, node):
-    attempt(lambda: dict(node.attrs))
-    if isinstance(node, h5py.Dataset):
-        read_dataset(node)
+    if name != "codes":  # read by rows: the chunk index and the rows at each end cover what a lookup parses
+        attempt(lambda: node[()] if node.size * node.dtype.itemsize <= WHOLE_BYTES else None)
 def read_file(handle):
     for name in ATTRIBUTES:
         attempt(lambda: handle.attrs.get(name))
     attempt(lambda: dict(handle.attrs))
+    read = set()
+    def visit(name, node):
+        if name in read:
+            return
+        read.add(name)
+        attempt(lambda: dict(node.attrs))
+        if isinstance(node, h5py.Dataset):
+            read_dataset(name, node)
     for name in DATASETS:
         node = attempt(lambda: handle[name] if name in handle else None)
-        if isinstance(node, h5py.Dataset):
-            read_dataset(node)
+        if node is not None:
+            visit(name, node)
     attempt(lambda: handle.visititems(visit))
 for line in sys.stdin:
     try:

@@ -43,6 +43,8 @@ def _expected(changes: dict[str, object], preprocessing: dict[str, object] | Non
     spec = {**json.loads(DEFAULT_JSON), **changes}
     fast = {"decoder": "fast", "resize_rule": FAST_RESIZE_RULE}
     spec["preprocessing"] = {**spec["preprocessing"], **fast, **(preprocessing or {})}
+    if spec["preprocessing"]["views"] not in ("none", "flip"):  # cut by Pillow, as before the rule: no rule named
+        del spec["preprocessing"]["resize_rule"]
     return canonical_json(spec)
 
 
@@ -101,7 +103,6 @@ def test_feature_set_spec_default_json_is_unchanged() -> None:
     assert FeatureSetSpec.from_json(fast.to_json()) == fast and FeatureSetSpec.from_json(DEFAULT_JSON) == spec
     before_the_rule = json.loads(fast.to_json())
     del before_the_rule["preprocessing"]["resize_rule"]
-    assert spec_fingerprint(before_the_rule) != fast.fingerprint
     with pytest.raises(CacheFormatError, match="differs from what this version writes"):
         FeatureSetSpec.from_dict(before_the_rule)
 

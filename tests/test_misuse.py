@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import h5py
@@ -112,6 +113,23 @@ def test_symlinked_folders_are_followed_once_and_loose_images_are_named(tmp_path
         re.search(r"1 image file\(s\) beside the class folders, in no class, left out: loose\.jpg", m)
         for m in caplog.messages
     )
+
+
+def test_a_folder_reached_from_two_classes_is_refused(tmp_path: Path) -> None:
+    """Check that a link from one class folder into another class, or up to the top folder, is one line (its
+    images would get two labels), and that two classes linking one outside folder are refused too."""
+    photos = _tree(tmp_path / "tree", {"ants": ANTS[:2], "bees": BEES[:2]})
+    link = photos / "ants" / "dirlink"
+    for target, holder in ((photos / "bees", "class 'bees'"), (photos, "the top folder")):
+        link.symlink_to(target, target_is_directory=True)
+        code, _, lines = _run("extract", photos, "--no-cache")
+        assert (code, lines) == (1, [f"Error: {link}: a link to a folder of {holder}; an image cannot have two labels"])
+        link.unlink()
+    common = _tree(tmp_path / "common", {"more": ANTS[2:4]}) / "more"
+    (photos / "ants" / "x").symlink_to(common, target_is_directory=True)
+    (photos / "bees" / "x").symlink_to(common, target_is_directory=True)
+    with pytest.raises(cnncodes.InputError, match="^" + re.escape(f"{photos / 'bees' / 'x'}: a link to a folder of")):
+        cnncodes.load_dataset(photos)
 
 
 def test_a_quote_left_open_in_a_csv_is_named_by_line(tmp_path: Path) -> None:
@@ -265,18 +283,36 @@ def test_pillow_warnings_about_an_image_name_it(tmp_path: Path) -> None:
     """Check that a TIFF cut inside its header fails alone and that any warning Pillow raises on the way names the
     file (before: "Corrupt EXIF data. Expecting to read 12 bytes but only got 8." beside the failure, naming none)."""
     import io
-    import warnings
 
     from PIL import Image
 
-    encoded = io.BytesIO()
-    Image.open(ANTS[0]).convert("RGB").resize((120, 90)).save(encoded, "TIFF")
+    encoded, photo = io.BytesIO(), Image.open(ANTS[0])
+    photo.convert("RGB").resize((120, 90)).save(encoded, "TIFF", exif=photo.getexif())
     cuts = []
-    for size in (30, 100, 1500):
+    for size in (239, 260, 1500):  # the header opens, its EXIF is cut: Pillow warns "Truncated File Read"
         cuts.append(tmp_path / f"cut{size}.tif")
         cuts[-1].write_bytes(encoded.getvalue()[:size])
     with warnings.catch_warnings(record=True) as raised:
         warnings.simplefilter("always")
         result = cnncodes.extract(cuts, cache=False, progress=False)
     assert len(result.failures) == 3 and len(result.paths) == 0
-    assert all(str(warning.message).startswith(str(tmp_path)) for warning in raised), [str(w.message) for w in raised]
+    assert raised and all(str(w.message).startswith(tuple(f"{cut}: " for cut in cuts)) for w in raised), raised
+
+
+def test_a_model_trained_on_the_earlier_fast_resize_rule_says_so(tmp_path: Path, trained: Path) -> None:
+    """Check that a model whose codes were cut by the fast decoder's earlier rule (its spec names no resize_rule)
+    loads with a ModelMismatchWarning naming it, and one of this version loads without."""
+    from cnncodes.errors import ModelMismatchWarning
+
+    document = skops.io.load(trained, trusted=skops.io.get_untrusted_types(file=trained))
+    metadata = json.loads(document["metadata"])
+    for layer in metadata["spec"]["layers"]:
+        del layer["preprocessing"]["resize_rule"]
+    document["metadata"] = json.dumps(metadata)
+    earlier = tmp_path / "earlier.skops"
+    skops.io.dump(document, earlier)
+    with pytest.warns(ModelMismatchWarning, match=f"^{re.escape(str(earlier))}: trained on codes of the fast decod"):
+        load_model(earlier)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ModelMismatchWarning)
+        load_model(trained)
