@@ -29,6 +29,7 @@ _RGB_RULE = "exif-transpose; alpha over white; 16-bit >> 8; CMYK/palette/L via P
 # How the fast decoder cuts its views (cnncodes.fastdecode), part of fast specs: a rule changed is a new feature set.
 FAST_VIEWS = ("none", "flip")  # the view protocols the fast decoder cuts itself; it leaves the others to Pillow
 FAST_RESIZE_RULE = "to 1/2: exact crop box, bilinear; else rounded box: area below, bicubic or bilinear up"
+_EXIF_IN_HEADER = ("JPEG", "MPO", "TIFF")  # formats whose EXIF is read without decoding (a PNG's getexif decodes)
 _VIEW_COUNTS = {"none": 1, "flip": 2, "5crop": 5, "10crop": 10, "razavian16": 16}
 _INTERPOLATION = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 _ROTATION_DEGREES = 5.0  # the "small rotations" of the 16-view protocol
@@ -191,7 +192,9 @@ def _open_image(handle: IO[bytes], name: str, n_bytes: int) -> Image.Image:
             warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(handle)
-            image.getexif()  # parsed here, once (Pillow keeps it), so that its warnings are caught here too
+            if image.format in _EXIF_IN_HEADER:  # parsed here, once (Pillow keeps it), so its warnings are caught
+                with contextlib.suppress(Exception):  # a damaged EXIF fails where it is used, as before
+                    image.getexif()
         for warning in raised:  # Pillow's own ("Corrupt EXIF data") name no file: say which
             if f"{os.sep}PIL{os.sep}" in warning.filename:
                 warnings.warn(f"{name}: {warning.message}", warning.category, stacklevel=2)

@@ -329,9 +329,10 @@ def _publish_engine(args: tuple[str, int, int]) -> list[str]:
 
 
 def test_engine_folder_concurrent_publishers_never_leave_a_partial_file(tmp_path: Path) -> None:
-    """Check that 6 processes publishing the same engine at once leave one whole file, never a mix or a half file."""
+    """Check that 6 processes publishing the same engine at once leave one whole file, never a mix or a half file
+    (forkserver: forking the test process, gigabytes by now, can fail with ENOMEM under heuristic overcommit)."""
     size = 4_000_000
-    with multiprocessing.get_context("fork").Pool(3) as pool:
+    with multiprocessing.get_context("forkserver").Pool(3) as pool:
         results = pool.map(_publish_engine, [(str(tmp_path), writer, size) for writer in range(1, 7)])
     folder = EngineFolder("cd" * 32, 64, tmp_path)
     engine = (folder.published / "TensorrtExecutionProvider_TRTKernel_graph_7_0_0_sm89.engine").read_bytes()
