@@ -109,7 +109,8 @@ def _is_loose_image(entry: Path) -> bool:
 
 
 def _from_folder(folder: Path) -> Dataset:
-    class_dirs = sorted(d for d in _list_or_fail(folder) if d.is_dir() and not d.name.startswith("."))
+    entries = _list_or_fail(folder)
+    class_dirs = sorted(d for d in entries if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         return Dataset(_images_below(folder))
     paths: list[Path] = []
@@ -127,7 +128,7 @@ def _from_folder(folder: Path) -> Dataset:
             empty.append(class_dir.name)
     if empty:  # kept as classes (label indices stay stable), but a head cannot learn them: say so once
         logging.getLogger("cnncodes").warning(f"{folder}: class folder(s) {', '.join(empty)} hold no images")
-    loose = [entry.name for entry in _list_or_fail(folder) if _is_loose_image(entry)]
+    loose = [entry.name for entry in entries if _is_loose_image(entry)]
     if loose:  # beside the class folders, in no class
         shown = ", ".join(display_name(name) for name in sorted(loose)[:3]) + (", ..." if len(loose) > 3 else "")
         message = f"{folder}: {len(loose)} image file(s) beside the class folders, in no class, left out: {shown}"

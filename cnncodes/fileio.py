@@ -185,6 +185,6 @@ def refuse_overwriting_an_input(output: Path | str, inputs: Iterable[Any]) -> No
             found = os.stat(source)
         except (OSError, ValueError):
             continue
-        if (found.st_dev, found.st_ino) == (target.st_dev, target.st_ino):
+        if os.path.samestat(found, target):
             message = f"{output}: is an input of this run; nothing was written (choose another output file)"
             raise OutputError(message, "it is an input of this run")

@@ -108,7 +108,8 @@ def make_report(
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     labels = list(range(len(class_names)))
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    seen = [c for c in labels if support[c] or c in set(y_pred.tolist())]  # as scikit-learn's macro F1 without labels
+    predicted = set(y_pred.tolist())
+    seen = [c for c in labels if support[c] or c in predicted]  # as scikit-learn's macro F1 without labels
     top_k = {}
     if scores is not None:
         ranked = np.argsort(-np.asarray(scores), axis=1, kind="stable")
