@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
+import tempfile
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -218,10 +222,16 @@ def _attempts(
 def tensorrt_attempt(
     model: bytes, io_spec: _ModelIO, max_batch: int, options: ort.SessionOptions, precision: str = "fp32"
 ) -> Attempt:
-    """A TensorRT attempt building in a new private folder of the model's engine folder (created with parents)."""
+    """A TensorRT attempt building in a new private folder of the model's engine folder (created with parents), or
+    in a temporary folder, published nowhere, where the models folder cannot be written."""
     assert io_spec.sample_shape is not None
-    engines = EngineFolder(sha256_bytes(model), max_batch)
-    build = engines.open_build()
+    shared = EngineFolder(sha256_bytes(model), max_batch)
+    engines: EngineFolder | None = shared
+    try:
+        build = shared.open_build()
+    except OSError:  # a read-only or full models folder: TensorRT builds in a folder of its own, published nowhere
+        engines, build = None, Path(tempfile.mkdtemp(prefix="cnncodes-tensorrt-"))
+        atexit.register(shutil.rmtree, build, True)
     providers = session_providers(
         "tensorrt", tensorrt_options(build, io_spec.input_name, io_spec.sample_shape, max_batch, precision)
     )

@@ -84,6 +84,26 @@ def test_a_read_only_cache_gives_one_warning_and_the_codes(tmp_path: Path) -> No
     assert _warnings(filled.stderr) == [f"warning: {cache}: " + NOT_WRITTEN.format("Permission denied")]
 
 
+def test_a_read_only_cache_holding_the_models_folder_still_computes_new_codes(tmp_path: Path) -> None:
+    """Check that with CNNCODES_CACHE read-only, its models folder (the built default backbone) included, a new image
+    is computed with one warning and exit 0 (before: TensorRT's engine folder could not be made, a traceback)."""
+    tree, cache = _tree(tmp_path / "tree"), tmp_path / "cache"
+    environment = {**os.environ, "CNNCODES_CACHE": str(cache)}
+    environment.pop("CNNCODES_MODELS_DIR", None)
+    extract = [sys.executable, "-m", "cnncodes", "extract", str(tree)]
+    subprocess.run(extract, check=True, capture_output=True, env=environment)
+    assert (cache / "models" / "efficientnet_lite0.onnx").is_file()
+    _read_only(cache)
+    (tree / "bees").mkdir()
+    (tree / "bees" / "new.jpg").write_bytes(sorted((HYMENOPTERA / "val/bees").glob("*.jpg"))[0].read_bytes())
+    command = as_an_ordinary_user(*extract, "-o", str(tmp_path / "codes.h5"))
+    done = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(PHOTOS) + 1} images, {len(PHOTOS)} from cache, 0 failed" in done.stdout
+    assert _warnings(done.stderr) == [f"warning: {cache}: " + NOT_WRITTEN.format("Permission denied")]
+    assert "Traceback" not in done.stderr and len(read_codes_file(tmp_path / "codes.h5").paths) == len(PHOTOS) + 1
+
+
 def test_extract_into_a_cache_under_proc_warns_once_and_returns_the_codes(tmp_path: Path) -> None:
     """Check that a cache that cannot even be created (under /proc) gives one warning for files (file-key memo,
     key index and shards all refused) and the same codes as no cache."""
