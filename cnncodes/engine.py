@@ -25,7 +25,7 @@ from .messages import invalid_value_message
 from .inputs import Inputs, Source, read_inputs
 from .modelfiles import ensure_model_file, resolve_backbone
 from .params import RUN_PARAMETERS, RunOptions, check_parameter, decode_workers_for, default
-from .params import largest_batch_size, n_cores
+from .params import n_cores
 from .pooling import code_length, combine_views, normalize_codes, pool
 from .progress import Progress
 from .quantize import precision_model_file
@@ -388,13 +388,13 @@ class Extractor:
         ndarray of shape (n, n_features), float32
         """
         n_images = len(pixels) // n_views(self.options.views)
-        return np.concatenate(self._codes_of_batch(np.ascontiguousarray(pixels, np.uint8), n_images), axis=1)
+        codes = np.concatenate(self._codes_of_batch(np.ascontiguousarray(pixels, np.uint8)), axis=1)
+        self._count_inferred(n_images)
+        return codes
 
-    def _codes_of_batch(self, pixels: np.ndarray, n_images: int) -> list[np.ndarray]:
-        """Run one batch of views; return per-tap codes (n_images, length)."""
+    def _codes_of_batch(self, pixels: np.ndarray) -> list[np.ndarray]:
+        """Run one batch of views; return per-tap codes (images, length). Called from several threads at once."""
         outputs = self._get_session().run(pixels)
-        self.n_inferred += n_images
-        Extractor.n_inferred_total += n_images
         options, per_tap = self.options, []
         for tap in self._taps:
             codes = pool(
@@ -410,6 +410,10 @@ class Extractor:
                 codes = codes.astype(np.float16).astype(np.float32)
             per_tap.append(codes)
         return per_tap
+
+    def _count_inferred(self, n_images: int) -> None:
+        self.n_inferred += n_images
+        Extractor.n_inferred_total += n_images
 
     def _decode_threads(self, device: str) -> int:
         precision, decoder = self.options.precision, self.options.decoder
@@ -516,29 +520,47 @@ class Extractor:
         )
 
     def _compute(self, plan: ExtractionPlan) -> None:
-        """Decode in a thread pool, a bounded window ahead of inference; fill the plan's codes in place."""
+        """Decode in a thread pool, a bounded window ahead of inference, which runs ``session.n_streams`` batches
+        side by side; fill the plan's codes in place, batch by batch in order."""
         if not plan.todo:
             return
         names, sources = plan.inputs.names, plan.inputs.sources
         # The session first: decode threads are balanced against the device it runs on (auto may end on the CPU).
         session = self._get_session()
         n_decoders = self._decode_threads(session.choice.device)
-        logger.debug("decoding on %d threads beside inference on %s", n_decoders, session.choice.device)
-        window = max(2 * largest_batch_size(self.batch_size) // n_views(self.options.views), 2 * n_decoders, 4)
+        logger.debug(
+            "decoding on %d threads beside %d inference calls on %s",
+            n_decoders,
+            session.n_streams,
+            session.choice.device,
+        )
+        batch_size, n_streams = session.batch_size, session.n_streams
+        window = max((n_streams + 2) * batch_size // n_views(self.options.views), 2 * n_decoders, 4)
         pending: collections.deque[tuple[int, Future[list[np.ndarray]]]] = collections.deque()
+        running: collections.deque[tuple[list[int], Future[list[np.ndarray]]]] = collections.deque()
         batch_index: list[int] = []
         batch_views: list[np.ndarray] = []
         queue = iter(plan.todo)
-        with ThreadPoolExecutor(n_decoders) as decoders:
+        with ThreadPoolExecutor(n_decoders) as decoders, ThreadPoolExecutor(n_streams) as inference:
 
             def submit_next() -> None:
                 index = next(queue, None)
                 if index is not None:
                     pending.append((index, decoders.submit(self._prepare_views, sources[index], names[index])))
 
+            def store_oldest() -> None:
+                indices, codes = running.popleft()
+                plan.store(indices, codes.result())
+                self._count_inferred(len(indices))
+
+            def infer(indices: list[int], views: list[np.ndarray]) -> None:
+                # One batch more than the streams waits in the pool, so a stream that ends starts the next at once.
+                while len(running) > n_streams:
+                    store_oldest()
+                running.append((indices, inference.submit(self._codes_of_batch, np.stack(views))))
+
             for _ in range(window):
                 submit_next()
-            batch_size = session.batch_size
             while pending:
                 index, future = pending.popleft()
                 submit_next()
@@ -550,7 +572,9 @@ class Extractor:
                 batch_index.append(index)
                 batch_views.extend(views)
                 if len(batch_views) >= batch_size:
-                    plan.store(batch_index, self._codes_of_batch(np.stack(batch_views), len(batch_index)))
+                    infer(batch_index, batch_views)
                     batch_index, batch_views = [], []
-        if batch_index:
-            plan.store(batch_index, self._codes_of_batch(np.stack(batch_views), len(batch_index)))
+            if batch_index:
+                infer(batch_index, batch_views)
+            while running:
+                store_oldest()

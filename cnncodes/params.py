@@ -29,6 +29,7 @@ __all__ = [
     "layer_tuple",
     "batch_size_for",
     "decode_workers_for",
+    "inference_streams_for",
     "n_cores",
     "POOLINGS",
     "VIEWS",
@@ -69,6 +70,10 @@ _INFER_CORE_MS = {"fp32": 6.1, "int8": 2.4, "fp16": 6.1}
 # Fewer decode threads than this starve inference on bursts, even where their CPU share is smaller (measured
 # on 2 cores, fp32: 1 thread 91 images/s, 2 threads 106, 3 threads 105).
 _MIN_DECODE_THREADS = 2
+# Concurrent inference calls on the CPU, each on its share of the cores: one call on every core stalls at each
+# operator's barrier whenever a decode thread takes one of them (measured on 2 cores, inference alone at batch 8:
+# 2 calls of 1 thread 1.07-1.22x one call of 2 threads, fp32 and int8).
+_CPU_INFERENCE_STREAMS = 2
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,8 @@ _DECLARATIONS = (
     Parameter("batch_size", None, "Model inputs per inference call; None: 8 on the CPU, 64 on a GPU.",
               kind="positive_int"),
     Parameter("device", "auto", "Execution provider; auto tries TensorRT, CUDA, then the CPU.", DEVICES),
-    Parameter("n_threads", None, "onnxruntime intra-op threads; None: every core.", kind="positive_int"),
+    Parameter("n_threads", None, "onnxruntime intra-op threads, one inference call at a time; None: on the CPU, "
+              "the cores split between 2 calls side by side.", kind="positive_int"),
     Parameter("optimization", "all", "onnxruntime graph optimization level.", OPTIMIZATIONS),
     Parameter("n_workers", None, "Decode threads; None: balanced against inference for the cores and device.",
               kind="positive_int"),
@@ -274,7 +280,7 @@ def batch_size_for(batch_size: int | None, device: str) -> int:
 def decode_workers_for(n_workers: int | None, device: str, precision: str, n_cores: int, decoder: str = "fast") -> int:
     """Decode threads: ``n_workers`` if given; else every core on a GPU, and on the CPU as many as keep up.
 
-    On the CPU, inference (onnxruntime's threads, every core) and decoding share the cores;
+    On the CPU, inference (onnxruntime's threads, on every core) and decoding share the cores;
     decoding keeps up with ``ceil(n_cores * decode / (decode + inference))`` threads, the
     share of the cores its CPU time per image takes, and never fewer than two (where there
     are two cores): one thread alone falls behind whenever inference takes a burst of CPU.
@@ -318,6 +324,43 @@ def decode_workers_for(n_workers: int | None, device: str, precision: str, n_cor
     return max(min(_MIN_DECODE_THREADS, n_cores), math.ceil(n_cores * share), 1)
 
 
+def inference_streams_for(n_threads: int | None, device: str, n_cores: int) -> tuple[int, int | None]:
+    """Concurrent inference calls, and onnxruntime intra-op threads for each (None: onnxruntime's own choice).
+
+    On the CPU, with ``n_threads`` None, the cores are split between
+    ``min(n_cores, 2)`` calls that run side by side, so a decode thread that takes a core
+    delays one call instead of every operator of the only one. An explicit ``n_threads``,
+    or a GPU, runs one call at a time.
+
+    Parameters
+    ----------
+    n_threads : int or None
+        What the user asked for (intra-op threads of the only call).
+    device : str
+        The device the session runs on (``"cpu"``, ``"cuda"``, ``"tensorrt"``).
+    n_cores : int
+        Cores this process may use.
+
+    Returns
+    -------
+    n_streams : int
+    threads_per_stream : int or None
+
+    Examples
+    --------
+    >>> inference_streams_for(None, "cpu", 2), inference_streams_for(None, "cpu", 32)
+    ((2, 1), (2, 16))
+    >>> inference_streams_for(None, "cpu", 1)
+    (1, 1)
+    >>> inference_streams_for(4, "cpu", 32), inference_streams_for(None, "cuda", 32)
+    ((1, 4), (1, None))
+    """
+    if n_threads is not None or device != "cpu":
+        return 1, n_threads
+    n_streams = max(1, min(n_cores, _CPU_INFERENCE_STREAMS))
+    return n_streams, max(1, n_cores // n_streams)
+
+
 def n_cores() -> int:
     """The cores this process may run on (its CPU affinity where the OS tells it).
 
@@ -328,8 +371,3 @@ def n_cores() -> int:
     """
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
-
-
-def largest_batch_size(batch_size: int | None) -> int:
-    """The largest batch a run may use before its device is known (sizes the decode window)."""
-    return batch_size if batch_size is not None else max(_BATCH_SIZE_BY_DEVICE.values())

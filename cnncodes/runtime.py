@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -19,7 +20,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from .enginecache import EngineFolder
 from .errors import ModelFileError, ProviderFallbackWarning
 from .fingerprint import sha256_bytes
-from .params import DEVICES, OPTIMIZATIONS, batch_size_for, check_parameter
+from .params import DEVICES, OPTIMIZATIONS, batch_size_for, check_parameter, inference_streams_for, n_cores
 from .providers import PROVIDERS, Attempt, ProviderChoice, captured_output, failure_reason, fallback_chain
 from .providers import largest_batch, session_providers, tensorrt_options
 
@@ -201,7 +202,7 @@ def _attempts(
     device: str,
     io_spec: _ModelIO,
     max_batch_of: dict[str, int],
-    make_options: Callable[[], Any],
+    make_options: Callable[[str], Any],
     precision: str = "fp32",
 ) -> Iterator[Attempt]:
     """The attempts for ``device`` whose provider is in this build, made only when reached."""
@@ -212,11 +213,11 @@ def _attempts(
         if candidate != "cpu":
             preload_gpu_libraries()
         if candidate == "tensorrt" and io_spec.sample_shape is not None:
-            yield tensorrt_attempt(model, io_spec, max_batch_of[candidate], make_options(), precision)
+            yield tensorrt_attempt(model, io_spec, max_batch_of[candidate], make_options(candidate), precision)
         else:  # the last resort has nothing to fall back to, so it skips the warm-up
             providers = session_providers(candidate)
             warm_up = candidate != chain[-1]
-            yield Attempt(candidate, providers, make_options(), warm_up=warm_up, batch=max_batch_of[candidate])
+            yield Attempt(candidate, providers, make_options(candidate), warm_up=warm_up, batch=max_batch_of[candidate])
 
 
 def tensorrt_attempt(
@@ -256,7 +257,10 @@ def _open(
         for d in fallback_chain(device)
         if PROVIDERS[d] not in ort.get_available_providers()
     }
-    make_options = functools.partial(_session_options, n_threads, optimization)
+
+    def make_options(candidate: str) -> ort.SessionOptions:
+        return _session_options(inference_streams_for(n_threads, candidate, n_cores())[1], optimization)
+
     attempts = _attempts(model, device, io_spec, max_batch_of, make_options, precision)
     session, attempt, failed = open_first(model, attempts, io_spec)
     passed_over.update(failed)
@@ -285,7 +289,8 @@ class Session:
         A serialized ONNX model, e.g. from :func:`cnncodes.taps.prepare_model`.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
     n_threads : int or None, default=None
-        Intra-op threads; None lets onnxruntime use every core.
+        Intra-op threads of one call at a time; None: on the CPU, the cores split between
+        :attr:`n_streams` calls side by side.
     optimization : {"disable", "basic", "extended", "all"}, default="all"
         onnxruntime graph optimization level.
     batch_size : int or None, default=None
@@ -306,6 +311,10 @@ class Session:
         Images per call on that provider.
     max_batch : int
         The most rows one inference call gets.
+    n_streams : int
+        Inference calls that run best side by side (:func:`cnncodes.params.inference_streams_for`):
+        :meth:`run` may be called from that many threads at once, and runs the calls of a large
+        batch that many at a time.
     input_name : str
     output_names : list of str
 
@@ -357,6 +366,7 @@ class Session:
         )
         self.batch_size = batch_size_for(batch_size, self.choice.device)
         self.max_batch = largest_batch(self.batch_size, n_views)
+        self.n_streams = inference_streams_for(n_threads, self.choice.device, n_cores())[0]
         self.providers: list[str] = self._session.get_providers()
         self.input_name = self._io.input_name
         self.output_names = list(self._io.outputs)
@@ -376,8 +386,9 @@ class Session:
         pixels = np.ascontiguousarray(pixels)
         if len(pixels) <= self.max_batch:
             return _run(self._session, self._io, pixels)
-        parts = [
-            _run(self._session, self._io, pixels[start : start + self.max_batch])
-            for start in range(0, len(pixels), self.max_batch)
-        ]
+        starts = range(0, len(pixels), self.max_batch)
+        with ThreadPoolExecutor(min(self.n_streams, len(starts))) as streams:
+            parts = list(
+                streams.map(lambda start: _run(self._session, self._io, pixels[start : start + self.max_batch]), starts)
+            )
         return {name: np.concatenate([part[name] for part in parts]) for name in self.output_names}

@@ -160,27 +160,33 @@ def graph_input(path: Path | str) -> tuple[str, int]:
 def _preprocessing_nodes(
     model_input: str, mean: tuple[float, ...], std: tuple[float, ...], bgr: bool
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """uint8 NHWC pixels -> float NCHW normalized, feeding ``model_input``."""
+    """uint8 NHWC pixels -> float NCHW normalized, feeding ``model_input``.
+
+    The bytes are transposed first and normalized by channel plane: onnxruntime broadcasts a
+    constant over a contiguous plane fast, but over the 3 channels of every pixel (NHWC) one
+    element at a time, which took 15% of Lite0's inference. Each element gets the same two
+    float operations either way.
+    """
     mean_array = np.asarray(mean, np.float32)
     scale_array = (1.0 / np.asarray(std, np.float64)).astype(np.float32)
     if bgr:
         mean_array, scale_array = mean_array[::-1].copy(), scale_array[::-1].copy()
     initializers = [
-        numpy_helper.from_array(mean_array.reshape(1, 1, 1, 3), "preprocess.mean"),
-        numpy_helper.from_array(scale_array.reshape(1, 1, 1, 3), "preprocess.scale"),
+        numpy_helper.from_array(mean_array.reshape(1, 3, 1, 1), "preprocess.mean"),
+        numpy_helper.from_array(scale_array.reshape(1, 3, 1, 1), "preprocess.scale"),
     ]
     nodes = [
-        helper.make_node("Cast", [PIXELS_INPUT], ["preprocess.float"], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", [PIXELS_INPUT], ["preprocess.planes"], perm=[0, 3, 1, 2]),
+        helper.make_node("Cast", ["preprocess.planes"], ["preprocess.float"], to=TensorProto.FLOAT),
     ]
     source = "preprocess.float"
     if bgr:  # cnncodes always sends RGB; reverse the channel axis for BGR models
         initializers.append(numpy_helper.from_array(np.array([2, 1, 0], np.int64), "preprocess.bgr"))
-        nodes.append(helper.make_node("Gather", [source, "preprocess.bgr"], ["preprocess.swapped"], axis=3))
+        nodes.append(helper.make_node("Gather", [source, "preprocess.bgr"], ["preprocess.swapped"], axis=1))
         source = "preprocess.swapped"
     nodes += [
         helper.make_node("Sub", [source, "preprocess.mean"], ["preprocess.centred"]),
-        helper.make_node("Mul", ["preprocess.centred", "preprocess.scale"], ["preprocess.scaled"]),
-        helper.make_node("Transpose", ["preprocess.scaled"], [model_input], perm=[0, 3, 1, 2]),
+        helper.make_node("Mul", ["preprocess.centred", "preprocess.scale"], [model_input]),
     ]
     return nodes, initializers
 
@@ -198,7 +204,7 @@ def prepare_model(
     """Return a model that takes uint8 pixels and outputs exactly the tensors ``outputs``.
 
     The float NCHW input ``input_name`` is replaced by ``pixels`` (N, H, W, 3) uint8
-    (RGB), cast, normalized as ``(x - mean) / std`` and transposed inside the graph.
+    (RGB), transposed, cast and normalized as ``(x - mean) / std`` inside the graph.
     Nodes that no requested output needs are pruned, so an early tap runs only the
     early part of the network; several taps come from one pass.
 
@@ -242,7 +248,7 @@ def prepare_model(
     >>> [i.name for i in graph.input], [o.name for o in graph.output]
     (['pixels'], ['early'])
     >>> [node.op_type for node in graph.node]  # the Exp that no output needs is pruned
-    ['Cast', 'Sub', 'Mul', 'Transpose', 'Sigmoid']
+    ['Transpose', 'Cast', 'Sub', 'Mul', 'Sigmoid']
     """
     model = _load(path)
     inferred = onnx.shape_inference.infer_shapes(model)

@@ -11,13 +11,14 @@ with the same weights, preprocessing and images, in one run:
 - where the time goes, in CPU time (the cores' milliseconds per image, which other load on the
   machine disturbs far less than wall time): the default (fast) decoder, the exact one (Pillow,
   the default before it), and inference alone at each precision;
+- the fp32 run and its ceiling again with one inference call at a time on every core (``--threads``
+  = cores), as before calls ran side by side: side_by_side_gain and side_by_side_gain_ceiling;
 - peak RSS of a cnncodes run at 1x and 10x the images of the first set (re-encoded copies).
 Every measured run is a fresh subprocess. Prints a table per data set; the last line is a JSON
 object: vs_torch, vs_ceiling, cache_speedup, rss_growth, decode_core_ms, decode_speedup,
-infer_core_ms_fp32, infer_core_ms_int8, efficiency_fp32, efficiency_int8, int8_speedup and
-int8_vs_ceiling, each the lowest over the data sets (core-ms: the highest, the worst case; "sets"
-holds each set's own figures), and
-the same ratios in CPU time (cpu_efficiency_fp32/int8: decode + inference core-ms over the
+infer_core_ms_fp32, infer_core_ms_int8, efficiency_fp32, efficiency_int8, int8_speedup,
+int8_vs_ceiling and the side-by-side gains, each the lowest over the data sets (core-ms: the
+highest, the worst case; "sets" holds each set's own figures), and the same ratios in CPU time (cpu_efficiency_fp32/int8: decode + inference core-ms over the
 end-to-end run's core-ms per image; int8_cpu_speedup), which hold on a busy machine.
 efficiency = end-to-end images/s over what the cores allow for that decode and inference cost,
 cores x 1000 / (decode_core_ms + infer_core_ms).
@@ -35,11 +36,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cnncodes.params import inference_streams_for
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif"}
 PRECISIONS = ("fp32", "int8")
 HIGHER_IS_WORSE = ("decode_core_ms", "infer_core_ms_fp32", "infer_core_ms_int8")
-LOWER_IS_WORSE = ("decode_speedup", "efficiency_fp32", "efficiency_int8", "int8_speedup", "int8_vs_ceiling")
+LOWER_IS_WORSE = (
+    "decode_speedup",
+    "efficiency_fp32",
+    "efficiency_int8",
+    "int8_speedup",
+    "int8_vs_ceiling",
+    "side_by_side_gain",
+    "side_by_side_gain_ceiling",
+)
 CPU_FIGURES = ("cpu_efficiency_fp32", "cpu_efficiency_int8", "int8_cpu_speedup")  # lower is worse too
 
 CNNCODES_RUN = """
@@ -47,8 +58,10 @@ import json, resource, sys, time
 import cnncodes
 from cnncodes.params import decode_workers_for, n_cores
 paths = open(sys.argv[1]).read().splitlines()
+n_threads = int(sys.argv[5]) if len(sys.argv) > 5 else None  # given: one inference call at a time
 start, cpu = time.perf_counter(), time.process_time()
-result = cnncodes.extract(paths, cache=sys.argv[2], output=sys.argv[3], precision=sys.argv[4], progress=False)
+result = cnncodes.extract(paths, cache=sys.argv[2], output=sys.argv[3], precision=sys.argv[4], n_threads=n_threads,
+                          progress=False)
 elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"seconds": elapsed, "cpu_seconds": cpu, "images": len(result.paths), "failed": result.n_failed,
                   "from_cache": result.n_from_cache, "decode_threads": decode_workers_for(None, "cpu", sys.argv[4],
@@ -64,7 +77,8 @@ from cnncodes.engine import ExtractionOptions, Extractor
 from cnncodes.fastdecode import prepare_views
 from cnncodes.images import Preprocessing
 paths, batch, precision = open(sys.argv[1]).read().splitlines(), int(sys.argv[2]), sys.argv[3]
-extractor = Extractor(ExtractionOptions(precision=precision), cache=False)
+n_threads = int(sys.argv[4]) if len(sys.argv) > 4 else None  # given: one inference call at a time
+extractor = Extractor(ExtractionOptions(precision=precision), cache=False, batch_size=batch, n_threads=n_threads)
 spec = extractor.backbone
 def decode_all(decoder):
     pre = Preprocessing(spec.input_size, spec.crop_fraction, spec.interpolation, decoder=decoder)
@@ -75,8 +89,7 @@ pixels, decode_ms = decode_all(ExtractionOptions().decoder)
 exact_ms = decode_all("exact")[1] if precision == "fp32" else None
 extractor.codes_of_pixels(pixels[:batch])  # session creation is not inference
 start, cpu = time.perf_counter(), time.process_time()
-for i in range(0, len(pixels), batch):
-    extractor.codes_of_pixels(pixels[i:i + batch])
+extractor.codes_of_pixels(pixels)  # in calls of a batch, as many side by side as the session runs best
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"seconds": seconds, "images": len(pixels), "infer_core_ms": 1000 * cpu / len(pixels),
                   "decode_core_ms": decode_ms, "exact_decode_core_ms": exact_ms}))
@@ -200,7 +213,7 @@ def write_list(paths: list[str], path: Path) -> Path:
     return path
 
 
-def measure_set(paths: list[str], tmp: Path) -> dict[str, dict]:
+def measure_set(paths: list[str], tmp: Path, cores: int) -> dict[str, dict]:
     """Every run of one data set, each a fresh process."""
     listing = write_list(paths, tmp / "paths.txt")
     warm = write_list(paths[:8], tmp / "warm.txt")
@@ -213,6 +226,9 @@ def measure_set(paths: list[str], tmp: Path) -> dict[str, dict]:
         "peer": run(PEER_RUN, listing, tmp / "peer.npy"),
         "ceiling": run(CEILING_RUN, listing, "8", "fp32"),
         "ceiling_int8": run(CEILING_RUN, listing, "8", "int8"),
+        # One inference call at a time on every core, as before calls ran side by side: what that split gains.
+        "cold_one_call": run(CNNCODES_RUN, listing, tmp / "cache_one", tmp / "codes_one.h5", "fp32", str(cores)),
+        "ceiling_one_call": run(CEILING_RUN, listing, "8", "fp32", str(cores)),
     }
     return runs
 
@@ -237,6 +253,8 @@ def figures_of(runs: dict[str, dict], cores: int) -> dict[str, float]:
         "efficiency_int8": rate["cold_int8"] / bound["int8"],
         "int8_speedup": rate["cold_int8"] / rate["cold"],
         "int8_vs_ceiling": rate["cold_int8"] / rate["ceiling_int8"],
+        "side_by_side_gain": rate["cold"] / rate["cold_one_call"],  # fp32 end to end, over one call at a time
+        "side_by_side_gain_ceiling": rate["ceiling"] / rate["ceiling_one_call"],
         "e2e_core_ms_fp32": e2e["fp32"],
         "e2e_core_ms_int8": e2e["int8"],
         # The same questions in CPU time, which a machine shared with other work disturbs far less than wall time.
@@ -256,6 +274,8 @@ def print_set(name: str, runs: dict[str, dict], figures: dict[str, float], cores
         ("PyTorch eager peer (DataLoader, 2 workers)", "peer"),
         ("ONNX Runtime alone fp32, pre-decoded (ceiling)", "ceiling"),
         ("ONNX Runtime alone int8, pre-decoded (ceiling)", "ceiling_int8"),
+        ("cnncodes fp32, one inference call at a time", "cold_one_call"),
+        ("ONNX Runtime alone fp32, one call at a time", "ceiling_one_call"),
     ]
     print(f"| {'run':<50} | images/s | seconds | peak RSS MB |")
     print(f"|{'-' * 52}|---------:|--------:|------------:|")
@@ -263,6 +283,7 @@ def print_set(name: str, runs: dict[str, dict], figures: dict[str, float], cores
         rss = f"{runs[key]['rss_mb']:11.0f}" if "rss_mb" in runs[key] else " " * 11
         print(f"| {label:<50} | {rate[key]:8.1f} | {runs[key]['seconds']:7.2f} | {rss} |")
     threads = {p: runs[key]["decode_threads"] for p, key in (("fp32", "cold"), ("int8", "cold_int8"))}
+    streams, per_call = inference_streams_for(None, "cpu", cores)
     print("Where the time goes (CPU ms per image):")
     print("| decode (default) | decode (exact) | infer fp32 | infer int8 | end-to-end fp32 | end-to-end int8 |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -270,8 +291,9 @@ def print_set(name: str, runs: dict[str, dict], figures: dict[str, float], cores
     cells += [figures["infer_core_ms_int8"], figures["e2e_core_ms_fp32"], figures["e2e_core_ms_int8"]]
     print("| " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     print(
-        f"split: {threads['fp32']} decode thread(s) in fp32, {threads['int8']} in int8, onnxruntime on all {cores} "
-        f"cores; " + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if not k.startswith("e2e"))
+        f"split: {threads['fp32']} decode thread(s) in fp32, {threads['int8']} in int8, beside {streams} inference "
+        f"calls of {per_call} onnxruntime thread(s); "
+        + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if not k.startswith("e2e"))
     )
 
 
@@ -292,7 +314,7 @@ def main() -> None:
             if args.limit and len(paths) > args.limit:
                 paths = paths[:: -(-len(paths) // args.limit)]
             (tmp / str(index)).mkdir()
-            runs = measure_set(paths, tmp / str(index))
+            runs = measure_set(paths, tmp / str(index), cores)
             figures = figures_of(runs, cores)
             if index == 0:  # memory: the same pipeline on 10x the images (new bytes, all misses)
                 (tmp / "copies").mkdir()

@@ -23,7 +23,7 @@ from cnncodes.errors import InputError
 from cnncodes.engine import ExtractionOptions, Extractor
 from cnncodes.fastdecode import prepare_views
 from cnncodes.images import Preprocessing
-from cnncodes.params import DECODERS, decode_workers_for, n_cores
+from cnncodes.params import DECODERS, decode_workers_for, inference_streams_for, n_cores
 from tests.conftest import HYMENOPTERA
 
 pytestmark = pytest.mark.usefixtures("default_backbone")
@@ -175,8 +175,29 @@ def test_extractor_decode_threads_follow_the_device_the_session_chose(
     with caplog.at_level(logging.DEBUG, logger="cnncodes"):
         assert extractor.run(sorted(image_dir.rglob("*.jpg"))[:2]).codes.shape == (2, 1280)
     expected = n_workers or decode_workers_for(None, "cpu", precision, n_cores(), "fast")
-    assert f"decoding on {expected} threads beside inference on cpu" in caplog.messages
+    n_streams = inference_streams_for(None, "cpu", n_cores())[0]
+    assert f"decoding on {expected} threads beside {n_streams} inference calls on cpu" in caplog.messages
     assert extractor.n_workers == (n_workers or decode_workers_for(None, device, precision, n_cores()))
+
+
+def test_batches_inferred_side_by_side_land_on_their_own_images(image_dir: Path, tmp_path: Path) -> None:
+    """Check that batches of one image run two at a time, with a broken file among them, give every image its own
+    row, exactly as one call at a time and as the image's views alone, and count each image once."""
+    paths = sorted(image_dir.rglob("*.jpg"))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
+    inputs = [*paths[:3], broken, *paths[3:]]
+    side_by_side = Extractor(ExtractionOptions(), cache=False, batch_size=1, progress=False)
+    one_at_a_time = Extractor(ExtractionOptions(), cache=False, batch_size=1, n_threads=1, progress=False)
+    results = [side_by_side.run(inputs), one_at_a_time.run(inputs)]
+    assert side_by_side._get_session().n_streams == min(n_cores(), 2) and one_at_a_time._get_session().n_streams == 1
+    for result in results:
+        assert result.paths == [str(path) for path in paths] and [name for name, _ in result.failures] == [str(broken)]
+    np.testing.assert_allclose(results[0].codes, results[1].codes, rtol=1e-6, atol=1e-7)
+    pre = Preprocessing(224, 0.875, "bicubic", decoder=ExtractionOptions().decoder)
+    alone = [one_at_a_time.codes_of_pixels(np.stack(prepare_views(path, pre, str(path)))) for path in paths]
+    np.testing.assert_allclose(results[0].codes, np.concatenate(alone), rtol=1e-6, atol=1e-7)
+    assert side_by_side.n_inferred == len(paths)
 
 
 def test_extraction_plan_completed_by_another_process(image_dir: Path, cache_path: Path) -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from cnncodes.enginecache import STALE_BUILD_S, EngineFolder
 from cnncodes.errors import InputError, ModelFileError, ProviderFallbackWarning
-from cnncodes.params import DEVICES, OPTIMIZATIONS, batch_size_for
+from cnncodes.params import DEVICES, OPTIMIZATIONS, batch_size_for, inference_streams_for, n_cores
 from cnncodes.providers import failure_reason, largest_batch, session_providers
 from cnncodes.runtime import (
     ORT_ERRORS,
@@ -94,7 +95,7 @@ def test_attempts_register_providers_in_order_for_every_device(prepared: bytes, 
     """Check each device's attempts: TensorRT then CUDA then CPU, TensorRT sessions with CUDA behind them."""
     io_spec = _ModelIO.of(prepared)
     batches = {d: largest_batch(batch_size_for(None, d)) for d in PROVIDER}
-    attempts = list(_attempts(prepared, device, io_spec, batches, lambda: _session_options(None, "all")))
+    attempts = list(_attempts(prepared, device, io_spec, batches, lambda device: _session_options(None, "all")))
     assert tuple(a.device for a in attempts) == tuple(d for d in CHAIN[device] if PROVIDER[d] in AVAILABLE)
     for attempt in attempts:
         names = [entry if isinstance(entry, str) else entry[0] for entry in attempt.providers]
@@ -367,6 +368,22 @@ def test_session_batches_give_the_codes_of_one_unsplit_cpu_run(
     session = Session(prepared, "cpu", batch_size=batch_size, n_views=n_views, n_threads=1)
     assert (session.batch_size, session.max_batch) == (batch_size, max_batch)
     np.testing.assert_array_equal(session.run(np.asarray(PIXELS))["vector"], _cpu_outputs(prepared)["vector"])
+
+
+def test_cpu_session_runs_calls_side_by_side_with_the_outputs_of_one_at_a_time(prepared: bytes) -> None:
+    """Check that the default CPU session splits the cores between min(cores, 2) calls side by side, and that calls
+    from threads at once and a large batch run in parts at once give exactly the outputs of one plain CPU run."""
+    session = Session(prepared, "cpu", batch_size=2)
+    n_streams, threads = inference_streams_for(None, "cpu", n_cores())
+    assert session.n_streams == n_streams == min(n_cores(), 2) and threads == max(1, n_cores() // n_streams)
+    assert session._session.get_session_options().intra_op_num_threads == threads
+    single = Session(prepared, "cpu", batch_size=2, n_threads=3)
+    assert single.n_streams == 1 and single._session.get_session_options().intra_op_num_threads == 3
+    expected = _cpu_outputs(prepared)["vector"]
+    np.testing.assert_array_equal(session.run(np.asarray(PIXELS))["vector"], expected)  # 4 calls, 2 at a time
+    with ThreadPoolExecutor(4) as callers:
+        rows = list(callers.map(lambda row: session.run(PIXELS[row : row + 1])["vector"], range(len(PIXELS))))
+    np.testing.assert_array_equal(np.concatenate(rows), expected)
 
 
 def test_session_run_gives_every_output_of_a_plain_cpu_run(tmp_path: Path) -> None:

@@ -44,6 +44,29 @@ def test_prepare_model_fuses_preprocessing(tiny_onnx: Path) -> None:
     assert conv1.shape == (2, 4, 16, 16)
 
 
+@pytest.mark.parametrize("color_order", ["RGB", "BGR"])
+def test_prepare_model_normalizes_by_plane_to_the_bit(tmp_path: Path, color_order: str) -> None:
+    """Check that the network's float input is exactly (float32(x) - mean) * float32(1 / std), channel by channel,
+    in NCHW: the same two operations on every element as numpy, whatever the order of the transposition."""
+    images = onnx.helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, ["N", 3, 32, 32])
+    copy = onnx.helper.make_tensor_value_info("copy", onnx.TensorProto.FLOAT, ["N", 3, 32, 32])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["images"], ["copy"])], "id", [images], [copy])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, str(tmp_path / "identity.onnx"))
+    pixels = np.random.default_rng(2).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    prepared = prepare_model(
+        tmp_path / "identity.onnx", ["copy"], input_name="images", input_size=32, mean=MEAN, std=STD,
+        color_order=color_order,
+    )  # fmt: skip
+    (got,) = ort.InferenceSession(prepared, providers=["CPUExecutionProvider"]).run(None, {PIXELS_INPUT: pixels})
+    order = slice(None, None, -1 if color_order == "BGR" else 1)
+    mean = np.asarray(MEAN, np.float32)[order]
+    scale = (1.0 / np.asarray(STD, np.float64)).astype(np.float32)[order]
+    expected = ((pixels[..., order].astype(np.float32) - mean) * scale).transpose(0, 3, 1, 2)
+    assert got.dtype == np.float32 and got.shape == (3, 3, 32, 32)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_prepare_model_bgr_reverses_channels(tiny_onnx: Path) -> None:
     """Check that a BGR model receives the channels reversed."""
     pixels = np.random.default_rng(1).integers(0, 256, size=(1, 32, 32, 3), dtype=np.uint8)
