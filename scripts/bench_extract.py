@@ -18,8 +18,9 @@ Every measured run is a fresh subprocess. Prints a table per data set; the last 
 object: vs_torch, vs_ceiling, cache_speedup, rss_growth, decode_core_ms, decode_speedup,
 infer_core_ms_fp32, infer_core_ms_int8, efficiency_fp32, efficiency_int8, int8_speedup,
 int8_vs_ceiling and the side-by-side gains, each the lowest over the data sets (core-ms: the
-highest, the worst case; "sets" holds each set's own figures), and the same ratios in CPU time (cpu_efficiency_fp32/int8: decode + inference core-ms over the
-end-to-end run's core-ms per image; int8_cpu_speedup), which hold on a busy machine.
+highest, the worst case; "sets" holds each set's own figures), and the same ratios in CPU time
+(cpu_efficiency_fp32/int8: decode + inference core-ms over the end-to-end run's core-ms per
+image; int8_cpu_speedup), which hold on a busy machine.
 efficiency = end-to-end images/s over what the cores allow for that decode and inference cost,
 cores x 1000 / (decode_core_ms + infer_core_ms).
 
