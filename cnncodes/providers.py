@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import io
 import os
 import re
@@ -23,6 +25,7 @@ __all__ = [
     "AUTO_ORDER",
     "ProviderEntry",
     "fallback_chain",
+    "missing_gpu_driver",
     "session_providers",
     "cuda_options",
     "tensorrt_options",
@@ -120,6 +123,33 @@ def fallback_chain(device: str) -> tuple[str, ...]:
     (('tensorrt', 'cuda', 'cpu'), ('tensorrt', 'cuda', 'cpu'), ('cuda', 'cpu'), ('cpu',))
     """
     return AUTO_ORDER if device == "auto" else AUTO_ORDER[AUTO_ORDER.index(device) :]
+
+
+_DRIVER_LIBRARY = {"linux": "libcuda.so.1", "win32": "nvcuda.dll"}  # what the CUDA runtime itself loads
+
+
+@functools.cache
+def missing_gpu_driver() -> str | None:
+    """Why no GPU provider can run, where the NVIDIA driver's library does not load: then none is tried.
+
+    The CUDA runtime under both GPU providers loads this library by the same name, so where it
+    does not load they would fail after loading their own libraries (hundreds of MB, 0.2-1 s).
+    None where it loads, and on platforms without a known driver library: the providers are tried.
+
+    Examples
+    --------
+    >>> reason = missing_gpu_driver()
+    >>> reason is None or reason == "not tried (libcuda.so.1 not found: no NVIDIA driver)"
+    True
+    """
+    library = _DRIVER_LIBRARY.get(sys.platform)
+    if library is None:
+        return None
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return f"not tried ({library} not found: no NVIDIA driver)"
+    return None
 
 
 def cuda_options() -> dict[str, str]:

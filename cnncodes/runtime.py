@@ -11,7 +11,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Collection, Iterable, Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -22,6 +22,7 @@ from .errors import ModelFileError, ProviderFallbackWarning
 from .fingerprint import sha256_bytes
 from .params import DEVICES, OPTIMIZATIONS, batch_size_for, check_parameter, inference_streams_for, n_cores
 from .providers import PROVIDERS, Attempt, ProviderChoice, captured_output, failure_reason, fallback_chain
+from .providers import missing_gpu_driver
 from .providers import largest_batch, session_providers, tensorrt_options
 
 __all__ = ["ProviderChoice", "Attempt", "open_first", "Session", "onnxruntime_version"]
@@ -204,11 +205,13 @@ def _attempts(
     max_batch_of: dict[str, int],
     make_options: Callable[[str], Any],
     precision: str = "fp32",
+    skip: Collection[str] = (),
 ) -> Iterator[Attempt]:
-    """The attempts for ``device`` whose provider is in this build, made only when reached."""
+    """The attempts for ``device`` whose provider is in this build, but for the devices in ``skip``, made only when
+    reached."""
     chain = fallback_chain(device)
     for candidate in chain:
-        if PROVIDERS[candidate] not in ort.get_available_providers():
+        if PROVIDERS[candidate] not in ort.get_available_providers() or candidate in skip:
             continue
         if candidate != "cpu":
             preload_gpu_libraries()
@@ -252,16 +255,19 @@ def _open(
     check_parameter("optimization", optimization)
     io_spec = _ModelIO.of(model)
     max_batch_of = {d: largest_batch(batch_size_for(batch_size, d), n_views) for d in PROVIDERS}
-    passed_over = {
-        PROVIDERS[d]: "not in this onnxruntime build"
-        for d in fallback_chain(device)
-        if PROVIDERS[d] not in ort.get_available_providers()
-    }
+    driver = missing_gpu_driver()
+    passed_over: dict[str, str] = {}
+    for d in fallback_chain(device):
+        if PROVIDERS[d] not in ort.get_available_providers():
+            passed_over[PROVIDERS[d]] = "not in this onnxruntime build"
+        elif d != "cpu" and driver:
+            passed_over[PROVIDERS[d]] = driver
+    skip = {d for d in fallback_chain(device) if PROVIDERS[d] in passed_over}
 
     def make_options(candidate: str) -> ort.SessionOptions:
         return _session_options(inference_streams_for(n_threads, candidate, n_cores())[1], optimization)
 
-    attempts = _attempts(model, device, io_spec, max_batch_of, make_options, precision)
+    attempts = _attempts(model, device, io_spec, max_batch_of, make_options, precision, skip)
     session, attempt, failed = open_first(model, attempts, io_spec)
     passed_over.update(failed)
     passed_over = {

@@ -6,6 +6,7 @@ onnxruntime session initializes on it and runs a batch; failures are raised by r
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 import multiprocessing
 import os
@@ -49,6 +50,7 @@ AVAILABLE = ort.get_available_providers()
 PIXELS = np.random.default_rng(0).integers(0, 256, size=(7, 32, 32, 3), dtype=np.uint8)
 PIXELS.flags.writeable = False
 TINY = {"input_name": "images", "input_size": 32, "mean": (0, 0, 0), "std": (1, 1, 1)}
+NO_DRIVER = "not tried (libcuda.so.1 not found: no NVIDIA driver)"
 REASON = re.compile(r"failed to (initialize|run a warm-up batch) \(.+\)")
 
 
@@ -107,6 +109,22 @@ def test_attempts_register_providers_in_order_for_every_device(prepared: bytes, 
             attempt.engines.discard(attempt.build_dir)
 
 
+def test_no_gpu_provider_library_loads_where_the_driver_is_missing(prepared: bytes, tmp_path: Path) -> None:
+    """Check that a session on auto loads the CUDA provider's library only where the NVIDIA driver is there: on a
+    machine without one, trying it costs 0.2-1 s and cannot work."""
+    (tmp_path / "model.onnx").write_bytes(prepared)
+    script = (
+        "import sys; from pathlib import Path; from cnncodes.runtime import Session\n"
+        "session = Session(Path(sys.argv[1]).read_bytes(), 'auto')\n"
+        "print(session.choice.device, 'libonnxruntime_providers_cuda' in Path('/proc/self/maps').read_text())"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.onnx")], capture_output=True, text=True)
+    device, loaded = done.stdout.split()
+    driver = ctypes.util.find_library("cuda") is not None
+    cuda_built = PROVIDER["cuda"] in AVAILABLE
+    assert loaded == str(driver and cuda_built) and (device == "cpu" or driver), done.stderr
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_session_takes_the_first_provider_that_works(prepared: bytes, device: str) -> None:
     """Check each device runs on the first provider of its chain that works, says why not the others, warns if asked."""
@@ -120,8 +138,10 @@ def test_session_takes_the_first_provider_that_works(prepared: bytes, device: st
     assert session.providers == [PROVIDER[d] for d in CHAIN[expected]]
     assert list(choice.passed_over) == [PROVIDER[d] for d in CHAIN[device][: CHAIN[device].index(expected)]]
     for provider, reason in choice.passed_over.items():
-        assert REASON.fullmatch(reason) or reason == "not in this onnxruntime build", reason
+        assert REASON.fullmatch(reason) or reason in ("not in this onnxruntime build", NO_DRIVER), reason
         assert (reason == "not in this onnxruntime build") == (provider not in ort.get_available_providers())
+        if provider in ort.get_available_providers():  # the linker's own cache says whether the driver is there
+            assert (reason == NO_DRIVER) == (ctypes.util.find_library("cuda") is None)
     if device in ("cuda", "tensorrt") and expected != device:
         reason = choice.passed_over[PROVIDER[device]]
         assert fallbacks == [f"{PROVIDER[device]} requested but {reason}; using {PROVIDER[expected]}"]
