@@ -550,31 +550,49 @@ class Extractor:
 
             def store_oldest() -> None:
                 indices, codes = running.popleft()
-                plan.store(indices, codes.result())
-                self._count_inferred(len(indices))
+                self._store(plan, indices, codes.result())
 
             def infer(indices: list[int], views: list[np.ndarray]) -> None:
+                if n_streams == 1:  # a GPU provider keeps state per thread: its calls stay on this one, as its warm-up
+                    self._store(plan, indices, self._codes_of_batch(np.stack(views)))
+                    return
                 # One batch more than the streams waits in the pool, so a stream that ends starts the next at once.
                 while len(running) > n_streams:
                     store_oldest()
                 running.append((indices, inference.submit(self._codes_of_batch, np.stack(views))))
 
-            for _ in range(window):
-                submit_next()
-            while pending:
-                index, future = pending.popleft()
-                submit_next()
-                try:
-                    views = future.result()
-                except ImageDecodeError as error:
-                    plan.fail(index, error)
-                    continue
-                batch_index.append(index)
-                batch_views.extend(views)
-                if len(batch_views) >= batch_size:
+            try:
+                for _ in range(window):
+                    submit_next()
+                while pending:
+                    index, future = pending.popleft()
+                    submit_next()
+                    try:
+                        views = future.result()
+                    except ImageDecodeError as error:
+                        plan.fail(index, error)
+                        continue
+                    batch_index.append(index)
+                    batch_views.extend(views)
+                    if len(batch_views) >= batch_size:
+                        infer(batch_index, batch_views)
+                        batch_index, batch_views = [], []
+                if batch_index:
                     infer(batch_index, batch_views)
-                    batch_index, batch_views = [], []
-            if batch_index:
-                infer(batch_index, batch_views)
-            while running:
-                store_oldest()
+                while running:
+                    store_oldest()
+            finally:  # a run stopped early keeps the batches computed so far
+                self._keep_computed(plan, running)
+
+    def _store(self, plan: ExtractionPlan, indices: list[int], per_tap: list[np.ndarray]) -> None:
+        plan.store(indices, per_tap)
+        self._count_inferred(len(indices))
+
+    def _keep_computed(
+        self, plan: ExtractionPlan, running: collections.deque[tuple[list[int], Future[list[np.ndarray]]]]
+    ) -> None:
+        """Store, in order, the batches in flight (at most one more than the streams) that finish without an error."""
+        for indices, codes in running:
+            if codes.exception() is None:  # waits for a batch still running
+                self._store(plan, indices, codes.result())
+        running.clear()

@@ -79,7 +79,7 @@ def extract(
             Execution provider; "auto" tries TensorRT, CUDA, then the CPU.
         n_threads : int or None, default=None
             onnxruntime intra-op threads, one inference call at a time (default: on the CPU,
-            the cores split between 2 calls side by side).
+            one call per core side by side, on one thread each).
         optimization : {"disable", "basic", "extended", "all"}, default="all"
             onnxruntime graph optimization level.
         n_workers : int or None, default=None

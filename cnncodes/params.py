@@ -70,10 +70,10 @@ _INFER_CORE_MS = {"fp32": 6.1, "int8": 2.4, "fp16": 6.1}
 # Fewer decode threads than this starve inference on bursts, even where their CPU share is smaller (measured
 # on 2 cores, fp32: 1 thread 91 images/s, 2 threads 106, 3 threads 105).
 _MIN_DECODE_THREADS = 2
-# Concurrent inference calls on the CPU, each on its share of the cores: one call on every core stalls at each
+# On the CPU one inference call per core, each on one thread, side by side: one call on every core stalls at each
 # operator's barrier whenever a decode thread takes one of them (measured on 2 cores, inference alone at batch 8:
-# 2 calls of 1 thread 1.07-1.22x one call of 2 threads, fp32 and int8).
-_CPU_INFERENCE_STREAMS = 2
+# 2 calls of 1 thread 1.07-1.58x one call of 2 threads, fp32 and int8). One thread each, because the calls of
+# one session share its intra-op pool: 2 calls of 16 threads on 32 cores would keep only 17 busy.
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ _DECLARATIONS = (
               kind="positive_int"),
     Parameter("device", "auto", "Execution provider; auto tries TensorRT, CUDA, then the CPU.", DEVICES),
     Parameter("n_threads", None, "onnxruntime intra-op threads, one inference call at a time; None: on the CPU, "
-              "the cores split between 2 calls side by side.", kind="positive_int"),
+              "one call per core side by side, on one thread each.", kind="positive_int"),
     Parameter("optimization", "all", "onnxruntime graph optimization level.", OPTIMIZATIONS),
     Parameter("n_workers", None, "Decode threads; None: balanced against inference for the cores and device.",
               kind="positive_int"),
@@ -280,7 +280,7 @@ def batch_size_for(batch_size: int | None, device: str) -> int:
 def decode_workers_for(n_workers: int | None, device: str, precision: str, n_cores: int, decoder: str = "fast") -> int:
     """Decode threads: ``n_workers`` if given; else every core on a GPU, and on the CPU as many as keep up.
 
-    On the CPU, inference (onnxruntime's threads, on every core) and decoding share the cores;
+    On the CPU, inference (one onnxruntime call per core) and decoding share the cores;
     decoding keeps up with ``ceil(n_cores * decode / (decode + inference))`` threads, the
     share of the cores its CPU time per image takes, and never fewer than two (where there
     are two cores): one thread alone falls behind whenever inference takes a burst of CPU.
@@ -327,10 +327,10 @@ def decode_workers_for(n_workers: int | None, device: str, precision: str, n_cor
 def inference_streams_for(n_threads: int | None, device: str, n_cores: int) -> tuple[int, int | None]:
     """Concurrent inference calls, and onnxruntime intra-op threads for each (None: onnxruntime's own choice).
 
-    On the CPU, with ``n_threads`` None, the cores are split between
-    ``min(n_cores, 2)`` calls that run side by side, so a decode thread that takes a core
-    delays one call instead of every operator of the only one. An explicit ``n_threads``,
-    or a GPU, runs one call at a time.
+    On the CPU, with ``n_threads`` None, one call per core runs side by side, each on one
+    thread (no intra-op pool, which the calls of a session would share), so a decode thread
+    that takes a core delays one call instead of every operator of the only one. An explicit
+    ``n_threads``, or a GPU, runs one call at a time.
 
     Parameters
     ----------
@@ -349,16 +349,13 @@ def inference_streams_for(n_threads: int | None, device: str, n_cores: int) -> t
     Examples
     --------
     >>> inference_streams_for(None, "cpu", 2), inference_streams_for(None, "cpu", 32)
-    ((2, 1), (2, 16))
-    >>> inference_streams_for(None, "cpu", 1)
-    (1, 1)
+    ((2, 1), (32, 1))
     >>> inference_streams_for(4, "cpu", 32), inference_streams_for(None, "cuda", 32)
     ((1, 4), (1, None))
     """
     if n_threads is not None or device != "cpu":
         return 1, n_threads
-    n_streams = max(1, min(n_cores, _CPU_INFERENCE_STREAMS))
-    return n_streams, max(1, n_cores // n_streams)
+    return max(1, n_cores), 1
 
 
 def n_cores() -> int:

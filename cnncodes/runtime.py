@@ -255,7 +255,7 @@ def _open(
     check_parameter("optimization", optimization)
     io_spec = _ModelIO.of(model)
     max_batch_of = {d: largest_batch(batch_size_for(batch_size, d), n_views) for d in PROVIDERS}
-    driver = missing_gpu_driver()
+    driver = missing_gpu_driver() if device != "cpu" else None
     passed_over: dict[str, str] = {}
     for d in fallback_chain(device):
         if PROVIDERS[d] not in ort.get_available_providers():
@@ -295,8 +295,8 @@ class Session:
         A serialized ONNX model, e.g. from :func:`cnncodes.taps.prepare_model`.
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
     n_threads : int or None, default=None
-        Intra-op threads of one call at a time; None: on the CPU, the cores split between
-        :attr:`n_streams` calls side by side.
+        Intra-op threads of one call at a time; None: on the CPU, :attr:`n_streams` calls (one
+        per core) side by side, on one thread each.
     optimization : {"disable", "basic", "extended", "all"}, default="all"
         onnxruntime graph optimization level.
     batch_size : int or None, default=None
@@ -319,8 +319,8 @@ class Session:
         The most rows one inference call gets.
     n_streams : int
         Inference calls that run best side by side (:func:`cnncodes.params.inference_streams_for`):
-        :meth:`run` may be called from that many threads at once, and runs the calls of a large
-        batch that many at a time.
+        :meth:`run` may be called from any number of threads at once, and runs the calls of a
+        large batch that many at a time (one at a time in the calling thread where it is 1).
     input_name : str
     output_names : list of str
 
@@ -393,8 +393,13 @@ class Session:
         if len(pixels) <= self.max_batch:
             return _run(self._session, self._io, pixels)
         starts = range(0, len(pixels), self.max_batch)
-        with ThreadPoolExecutor(min(self.n_streams, len(starts))) as streams:
-            parts = list(
-                streams.map(lambda start: _run(self._session, self._io, pixels[start : start + self.max_batch]), starts)
-            )
+
+        def part(start: int) -> dict[str, np.ndarray]:
+            return _run(self._session, self._io, pixels[start : start + self.max_batch])
+
+        if self.n_streams == 1:  # a GPU provider keeps state per thread: its calls stay on the caller's
+            parts = [part(start) for start in starts]
+        else:
+            with ThreadPoolExecutor(min(self.n_streams, len(starts))) as streams:
+                parts = list(streams.map(part, starts))
         return {name: np.concatenate([part[name] for part in parts]) for name in self.output_names}

@@ -61,8 +61,8 @@ class CNNCodes(TransformerMixin, BaseEstimator):
     device : {"auto", "cpu", "cuda", "tensorrt"}, default="auto"
         Execution provider; "auto" tries TensorRT, CUDA, then the CPU.
     n_threads : int or None, default=None
-        onnxruntime intra-op threads, one inference call at a time; None: on the CPU, the cores split
-        between 2 calls side by side.
+        onnxruntime intra-op threads, one inference call at a time; None: on the CPU, one call per
+        core side by side, on one thread each.
     optimization : {"disable", "basic", "extended", "all"}, default="all"
         onnxruntime graph optimization level.
     n_workers : int or None, default=None

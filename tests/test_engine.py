@@ -19,7 +19,7 @@ from PIL import Image
 
 import cnncodes
 from cnncodes.cache import CodeCache
-from cnncodes.errors import InputError
+from cnncodes.errors import ImageDecodeError, InputError
 from cnncodes.engine import ExtractionOptions, Extractor
 from cnncodes.fastdecode import prepare_views
 from cnncodes.images import Preprocessing
@@ -190,7 +190,7 @@ def test_batches_inferred_side_by_side_land_on_their_own_images(image_dir: Path,
     side_by_side = Extractor(ExtractionOptions(), cache=False, batch_size=1, progress=False)
     one_at_a_time = Extractor(ExtractionOptions(), cache=False, batch_size=1, n_threads=1, progress=False)
     results = [side_by_side.run(inputs), one_at_a_time.run(inputs)]
-    assert side_by_side._get_session().n_streams == min(n_cores(), 2) and one_at_a_time._get_session().n_streams == 1
+    assert side_by_side._get_session().n_streams == n_cores() and one_at_a_time._get_session().n_streams == 1
     for result in results:
         assert result.paths == [str(path) for path in paths] and [name for name, _ in result.failures] == [str(broken)]
     np.testing.assert_allclose(results[0].codes, results[1].codes, rtol=1e-6, atol=1e-7)
@@ -198,6 +198,21 @@ def test_batches_inferred_side_by_side_land_on_their_own_images(image_dir: Path,
     alone = [one_at_a_time.codes_of_pixels(np.stack(prepare_views(path, pre, str(path)))) for path in paths]
     np.testing.assert_allclose(results[0].codes, np.concatenate(alone), rtol=1e-6, atol=1e-7)
     assert side_by_side.n_inferred == len(paths)
+
+
+def test_a_run_stopped_by_a_bad_image_keeps_every_batch_computed_before_it(tmp_path: Path) -> None:
+    """Check that with on_error="raise" the batches inferred side by side before the bad image reach the cache: a
+    rerun without it serves them (images 0-7 of batches of 2, the bad one tenth) and computes only the rest."""
+    paths = sorted((HYMENOPTERA / "val" / "ants").glob("*.jpg"))[:12]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not a JPEG")
+    cache = tmp_path / "cache"
+    settings = {"cache": cache, "batch_size": 2, "progress": False}
+    with pytest.raises(ImageDecodeError, match=re.escape(str(broken))):
+        Extractor(ExtractionOptions(), on_error="raise", **settings).run([*paths[:9], broken, *paths[9:]])
+    rerun = Extractor(ExtractionOptions(), **settings)
+    result = rerun.run(paths)
+    assert result.n_from_cache == 8 and rerun.n_inferred == 4
 
 
 def test_extraction_plan_completed_by_another_process(image_dir: Path, cache_path: Path) -> None:

@@ -391,11 +391,11 @@ def test_session_batches_give_the_codes_of_one_unsplit_cpu_run(
 
 
 def test_cpu_session_runs_calls_side_by_side_with_the_outputs_of_one_at_a_time(prepared: bytes) -> None:
-    """Check that the default CPU session splits the cores between min(cores, 2) calls side by side, and that calls
+    """Check that the default CPU session runs one call per core side by side, on one thread each, and that calls
     from threads at once and a large batch run in parts at once give exactly the outputs of one plain CPU run."""
     session = Session(prepared, "cpu", batch_size=2)
     n_streams, threads = inference_streams_for(None, "cpu", n_cores())
-    assert session.n_streams == n_streams == min(n_cores(), 2) and threads == max(1, n_cores() // n_streams)
+    assert session.n_streams == n_streams == n_cores() and threads == 1  # calls of a session share its pool
     assert session._session.get_session_options().intra_op_num_threads == threads
     single = Session(prepared, "cpu", batch_size=2, n_threads=3)
     assert single.n_streams == 1 and single._session.get_session_options().intra_op_num_threads == 3
